@@ -1,0 +1,1 @@
+"""The pure booking domain: the aggregate, its state machine, money and domain events."""
