@@ -1,1 +1,1 @@
-"""application."""
+"""Use cases: the booking saga orchestrated through ports."""

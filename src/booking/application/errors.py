@@ -1,0 +1,33 @@
+"""Errors the use cases raise for the entrypoints to map."""
+
+from __future__ import annotations
+
+
+class ApplicationError(Exception):
+    code = "APPLICATION_ERROR"
+
+
+class BookingNotFound(ApplicationError):
+    """Unknown booking, or one the caller may not see (the two are not told apart)."""
+
+    code = "BOOKING_NOT_FOUND"
+
+    def __init__(self, booking_id: int) -> None:
+        super().__init__(f"booking {booking_id} not found")
+        self.booking_id = booking_id
+
+
+class SeatConflict(ApplicationError):
+    code = "SEAT_LOCK_CONFLICT"
+
+    def __init__(self, seat_ids: list[int] | tuple[int, ...]) -> None:
+        self.seat_ids = sorted(seat_ids)
+        super().__init__(f"seats not available: {self.seat_ids}")
+
+
+class SessionMismatch(ApplicationError):
+    code = "PAYMENT_SESSION_MISMATCH"
+
+
+class Forbidden(ApplicationError):
+    code = "FORBIDDEN"

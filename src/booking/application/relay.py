@@ -1,0 +1,149 @@
+"""Relay the outbox: publish events and run after-commit actions, at least once, in order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+
+from booking.application.messages import Action
+from booking.application.settings import SagaSettings
+from booking.domain.identity import Principal
+from booking.ports.clock import Clock
+from booking.ports.errors import PortError, PublishFailed, SeatLockUnavailable
+from booking.ports.outbox import JSON, EventPublisher, MessageKind, OutboxMessage, OutboxStore
+from booking.ports.repository import UnitOfWorkFactory
+from booking.ports.seat_lock import SeatLock, hold_owner
+from booking.ports.telemetry import Telemetry
+from booking.ports.theater import TheaterCatalog
+
+log = logging.getLogger(__name__)
+
+
+def _ints(payload: Mapping[str, JSON], key: str) -> list[int]:
+    value = payload[key]
+    if not isinstance(value, list):
+        raise TypeError(f"{key} must be a list")
+    return [int(v) for v in value if isinstance(v, int)]
+
+
+def _int(payload: Mapping[str, JSON], key: str) -> int:
+    value = payload[key]
+    if not isinstance(value, int):
+        raise TypeError(f"{key} must be an integer")
+    return value
+
+
+class ActionRunner:
+    """Runs one after-commit action. Every action is safe to run again."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        theater: TheaterCatalog,
+        seat_lock: SeatLock,
+    ) -> None:
+        self._uow = uow
+        self._theater = theater
+        self._locks = seat_lock
+
+    async def run(self, message: OutboxMessage) -> None:
+        p = message.payload
+        booking_id, show_id = _int(p, "bookingId"), _int(p, "showId")
+        seat_ids = _ints(p, "seatIds")
+        caller = Principal.system(_int(p, "userId"))
+        match Action(message.name):
+            case Action.THEATER_BOOK:
+                await self._theater.book(show_id, seat_ids, caller)
+            case Action.THEATER_LOCK_BOOK:
+                await self._theater.lock(show_id, seat_ids, caller)
+                await self._theater.book(show_id, seat_ids, caller)
+            case Action.THEATER_RELEASE:
+                await self._theater.release(show_id, seat_ids, caller)
+                await self._free_claims(booking_id)
+            case Action.HOLD_RELEASE:
+                try:
+                    await self._locks.release(show_id, seat_ids, hold_owner(booking_id))
+                except SeatLockUnavailable:
+                    # Holds expire by themselves; a down hold store must not block the queue.
+                    log.warning("hold of booking %s left to expire", booking_id)
+
+    async def _free_claims(self, booking_id: int) -> None:
+        async with self._uow() as tx:
+            booking = await tx.bookings.get(booking_id)
+            # A late payment may have made the booking live again meanwhile.
+            if booking is not None and not booking.status.is_live:
+                await tx.bookings.release_claims(booking_id)
+                await tx.commit()
+
+
+class OutboxRelay:
+    """Contract: each row is dispatched until it succeeds once, in order per booking; a row
+    that fails waits with exponential backoff and holds back the later rows of its booking.
+    While the broker is away, events are not tried again within the same round."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        publisher: EventPublisher,
+        actions: ActionRunner,
+        clock: Clock,
+        settings: SagaSettings,
+        telemetry: Telemetry,
+        owner: str,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._actions = actions
+        self._clock = clock
+        self._settings = settings
+        self._telemetry = telemetry
+        self.owner = owner
+
+    def _backoff(self, attempts: int) -> timedelta:
+        delay: timedelta = self._settings.retry_base * (2 ** min(attempts, 16))
+        return min(delay, self._settings.retry_max)
+
+    async def run_once(self) -> int:
+        """One round; answers how many rows were dispatched successfully."""
+        rows = await self._store.claim(
+            self.owner, self._clock.now(), self._settings.relay_lease, self._settings.relay_batch
+        )
+        held_back: set[int] = set()
+        broker_down = False
+        sent = 0
+        for row in rows:
+            if row.booking_id in held_back or (broker_down and row.kind is MessageKind.EVENT):
+                held_back.add(row.booking_id)
+                await self._retry(row, "waiting behind an earlier failure", row.attempts)
+                continue
+            try:
+                if row.kind is MessageKind.EVENT:
+                    await self._publisher.publish(row)
+                else:
+                    await self._actions.run(row)
+            except PortError as exc:
+                broker_down = broker_down or isinstance(exc, PublishFailed)
+                held_back.add(row.booking_id)
+                self._telemetry.outbox_dispatched(row.kind.value, ok=False)
+                log.warning("outbox %s %s failed: %s", row.kind, row.name, exc)
+                await self._retry(row, f"{type(exc).__name__}: {exc}", row.attempts + 1)
+                continue
+            await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
+            self._telemetry.outbox_dispatched(row.kind.value, ok=True)
+            sent += 1
+        return sent
+
+    async def _retry(self, row: OutboxMessage, error: str, attempts: int) -> None:
+        available = self._clock.now() + self._backoff(max(attempts - 1, 0))
+        await self._store.mark_retry(row.message_id, self.owner, error, available)
+
+    async def drain(self, max_rounds: int = 100) -> int:
+        """Run rounds until nothing is left to send now (bounded)."""
+        total = 0
+        for _ in range(max_rounds):
+            sent = await self.run_once()
+            total += sent
+            if sent == 0:
+                break
+        return total
