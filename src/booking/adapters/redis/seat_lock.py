@@ -1,0 +1,230 @@
+"""Redis seat holds; key `{prefix}:hold:{show:<show_id>}:seat:<seat_id>`, value = owner token."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from booking.adapters.redis.breaker import BreakerState, CircuitBreaker
+from booking.ports.errors import SeatLockUnavailable
+from booking.ports.seat_lock import HoldOutcome
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Every key of one show carries the hash tag `{show:<id>}`, so a booking's keys live in one
+# Redis Cluster slot and the multi-key scripts below run there unchanged.
+#
+# KEYS = the seat keys; ARGV[1] = owner token; ARGV[2] = TTL in milliseconds.
+# Answers the 1-based positions of the keys another owner holds; empty means all were set.
+_ACQUIRE = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if holder and holder ~= ARGV[1] then
+    taken[#taken + 1] = i
+  end
+end
+if #taken > 0 then
+  return taken
+end
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+end
+return taken
+"""
+
+# Deletes only the keys whose value is the owner; answers how many.
+_RELEASE = """
+local removed = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+# Re-arms the TTL of the keys the owner still holds; answers 1 when it held every one.
+_EXTEND = """
+local all = 1
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+  else
+    all = 0
+  end
+end
+return all
+"""
+
+
+def create_redis_client(
+    url: str,
+    *,
+    socket_timeout: float = 0.25,
+    connect_timeout: float = 0.25,
+    max_connections: int = 200,
+) -> Redis:
+    """A client for seat holds: short socket timeouts and one immediate retry.
+
+    The one retry covers a pooled connection that died while Redis restarted; every script is
+    safe to run twice (same owner, same outcome). Longer waits are the breaker's business."""
+    return Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 1, (RedisConnectionError, RedisTimeoutError)),
+        max_connections=max_connections,
+        decode_responses=False,
+    )
+
+
+class RedisSeatLock:
+    """`SeatLock` on Redis (see the port's contract).
+
+    Holds are plain string keys (see the module docstring for the format) set with `SET PX`; all
+    writes run in Lua scripts so that acquire is all-or-nothing and release/extend compare the
+    owner before acting. Each call is bounded by `call_timeout` seconds; every Redis error or
+    timeout raises `SeatLockUnavailable`. After `failure_threshold` consecutive failures a
+    circuit breaker fails calls fast for `reset_after` seconds, then lets one trial call probe
+    Redis; `degraded` is True while the breaker is not closed. The client is not owned (the
+    caller closes it).
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        key_prefix: str = "booking",
+        call_timeout: float = 0.5,
+        failure_threshold: int = 3,
+        reset_after: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not key_prefix or "{" in key_prefix or "}" in key_prefix:
+            # A brace in the prefix would become the hash tag and scatter a show's keys.
+            raise ValueError("key_prefix must be non-empty and contain no braces")
+        if call_timeout <= 0:
+            raise ValueError("call_timeout must be positive")
+        self._client = client
+        self._prefix = key_prefix
+        self._timeout = call_timeout
+        self._breaker = CircuitBreaker(
+            failure_threshold=failure_threshold, reset_after=reset_after, monotonic=monotonic
+        )
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._extend = client.register_script(_EXTEND)
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is considered down (calls fail fast or one probe is in flight)."""
+        return self._breaker.state is not BreakerState.CLOSED
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        return self._breaker.state
+
+    def key(self, show_id: int, seat_id: int) -> str:
+        """The hold key of one show-seat."""
+        return f"{self._prefix}:hold:{{show:{show_id}}}:seat:{seat_id}"
+
+    async def acquire(
+        self, show_id: int, seat_ids: Sequence[int], owner: str, ttl: timedelta
+    ) -> HoldOutcome:
+        seats = _distinct(seat_ids)
+        ttl_ms = _ttl_ms(ttl)
+        if not seats:
+            return HoldOutcome(acquired=True)
+        keys = [self.key(show_id, s) for s in seats]
+        taken: list[int] = await self._call(
+            "acquire", lambda: self._acquire(keys=keys, args=[owner, ttl_ms])
+        )
+        if not taken:
+            return HoldOutcome(acquired=True)
+        return HoldOutcome(acquired=False, conflicts=tuple(seats[i - 1] for i in taken))
+
+    async def release(self, show_id: int, seat_ids: Sequence[int], owner: str) -> int:
+        seats = _distinct(seat_ids)
+        if not seats:
+            return 0
+        keys = [self.key(show_id, s) for s in seats]
+        removed: int = await self._call("release", lambda: self._release(keys=keys, args=[owner]))
+        return int(removed)
+
+    async def extend(
+        self, show_id: int, seat_ids: Sequence[int], owner: str, ttl: timedelta
+    ) -> bool:
+        seats = _distinct(seat_ids)
+        ttl_ms = _ttl_ms(ttl)
+        if not seats:
+            return True
+        keys = [self.key(show_id, s) for s in seats]
+        held_all: int = await self._call(
+            "extend", lambda: self._extend(keys=keys, args=[owner, ttl_ms])
+        )
+        return bool(held_all)
+
+    async def holders(self, show_id: int, seat_ids: Sequence[int]) -> dict[int, str]:
+        seats = _distinct(seat_ids)
+        if not seats:
+            return {}
+        keys = [self.key(show_id, s) for s in seats]
+        values: list[Any] = await self._call("holders", lambda: self._client.mget(keys))
+        return {
+            seat: _text(value)
+            for seat, value in zip(seats, values, strict=True)
+            if value is not None
+        }
+
+    async def ping(self) -> None:
+        await self._call("ping", self._client.ping)
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        attempt = self._breaker.attempt()
+        if attempt is None:
+            raise SeatLockUnavailable(f"redis seat lock degraded: {operation} not attempted")
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await call()
+        except (RedisError, OSError, TimeoutError) as exc:
+            attempt.failed()
+            if self._breaker.state is BreakerState.OPEN:
+                log.warning("redis seat lock degraded after %s failed: %r", operation, exc)
+            raise SeatLockUnavailable(f"redis {operation} failed: {type(exc).__name__}") from exc
+        except BaseException:
+            attempt.abandoned()
+            raise
+        if attempt.trial:
+            log.info("redis seat lock recovered")
+        attempt.succeeded()
+        return result
+
+
+def _distinct(seat_ids: Sequence[int]) -> list[int]:
+    return list(dict.fromkeys(seat_ids))
+
+
+def _ttl_ms(ttl: timedelta) -> int:
+    ms = int(ttl / timedelta(milliseconds=1))
+    if ms <= 0:
+        raise ValueError("a hold TTL must be at least one millisecond")
+    return ms
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
