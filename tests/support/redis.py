@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -119,6 +120,15 @@ class RedisServer:
         log_tail = self._log.read_text(errors="replace")[-2000:]
         self.stop()
         pytest.fail(f"private redis-server did not start on {self.port}:\n{log_tail}")
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open and nothing answers."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Kill the server (no shutdown save: it is configured without persistence)."""

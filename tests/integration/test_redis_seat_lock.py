@@ -1,0 +1,97 @@
+"""RedisSeatLock specifics on the real server: key format, stored values and TTLs, settings."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from redis.asyncio import Redis
+from redis.crc import key_slot
+
+from booking.adapters.redis.seat_lock import RedisSeatLock, create_redis_client
+from booking.ports.seat_lock import hold_owner
+from tests.support.redis import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    redis = create_redis_client(redis_url)
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+def prefix(redis_key_prefix: str) -> str:
+    return f"{redis_key_prefix}:{uuid.uuid4().hex[:8]}"
+
+
+def test_key_format_carries_the_show_hash_tag(client: Redis) -> None:
+    """Hold keys read `{prefix}:hold:{show:<id>}:seat:<id>`, so one show maps to one slot."""
+    lock = RedisSeatLock(client, key_prefix="booking")
+    assert lock.key(12, 101) == "booking:hold:{show:12}:seat:101"
+    slots = {key_slot(lock.key(12, seat).encode()) for seat in range(1, 200)}
+    assert slots == {key_slot(b"show:12")}
+
+
+@pytest.mark.parametrize("bad", ["", "a{b", "a}b", "{x}"])
+def test_prefix_with_braces_is_refused(client: Redis, bad: str) -> None:
+    """A prefix that could carry its own hash tag (or is empty) is refused at construction."""
+    with pytest.raises(ValueError, match="key_prefix"):
+        RedisSeatLock(client, key_prefix=bad)
+
+
+async def test_hold_is_a_string_key_with_owner_and_millisecond_ttl(
+    client: Redis, prefix: str
+) -> None:
+    """acquire stores the owner token under each key with a PX TTL no longer than asked."""
+    lock = RedisSeatLock(client, key_prefix=prefix)
+    owner = hold_owner(42)
+    assert (await lock.acquire(12, [101, 102], owner, timedelta(seconds=30))).acquired
+    for seat in (101, 102):
+        key = lock.key(12, seat)
+        assert await client.get(key) == owner.encode()
+        assert 0 < await client.pttl(key) <= 30_000
+
+
+async def test_extend_rearms_the_ttl_of_own_keys_only(client: Redis, prefix: str) -> None:
+    """extend sets the new TTL on the owner's key and leaves another owner's key's TTL as is."""
+    lock = RedisSeatLock(client, key_prefix=prefix)
+    await lock.acquire(12, [1], "booking:1", timedelta(seconds=10))
+    await lock.acquire(12, [2], "booking:2", timedelta(seconds=10))
+    assert not await lock.extend(12, [1, 2], "booking:1", timedelta(seconds=60))
+    assert 10_000 < await client.pttl(lock.key(12, 1)) <= 60_000
+    assert await client.pttl(lock.key(12, 2)) <= 10_000
+
+
+async def test_duplicate_seat_ids_count_once(client: Redis, prefix: str) -> None:
+    """A seat named twice is one hold: release counts it once."""
+    lock = RedisSeatLock(client, key_prefix=prefix)
+    assert (await lock.acquire(12, [5, 5], "booking:1", timedelta(seconds=10))).acquired
+    assert await lock.release(12, [5, 5], "booking:1") == 1
+
+
+async def test_non_positive_ttl_is_refused(client: Redis, prefix: str) -> None:
+    """A TTL under one millisecond is a programming error, refused before Redis is called."""
+    lock = RedisSeatLock(client, key_prefix=prefix)
+    with pytest.raises(ValueError, match="TTL"):
+        await lock.acquire(12, [1], "booking:1", timedelta(0))
+    with pytest.raises(ValueError, match="TTL"):
+        await lock.extend(12, [1], "booking:1", timedelta(microseconds=500))
+
+
+async def test_scripts_survive_a_script_cache_flush(private_redis: RedisServer) -> None:
+    """After SCRIPT FLUSH (a restarted or failed-over server) the scripts are loaded again."""
+    client = create_redis_client(private_redis.url)
+    try:
+        lock = RedisSeatLock(client)
+        await lock.acquire(12, [1], "booking:1", timedelta(seconds=10))
+        await client.script_flush()
+        assert (await lock.acquire(12, [1], "booking:1", timedelta(seconds=10))).acquired
+        assert await lock.release(12, [1], "booking:1") == 1
+        assert not lock.degraded
+    finally:
+        await client.aclose()
