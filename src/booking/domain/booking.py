@@ -167,7 +167,10 @@ class Booking:
         self._require(BookingStatus.PENDING, "attach a payment session")
         if self.payment is not None and self.payment.session_id != session.session_id:
             raise IllegalTransition(self.booking_id, "PENDING with a session", "open a second")
+        if self.payment == session:
+            return
         self.payment = session
+        self.version += 1
         self._touch(now)
 
     def check_payment(self, result: PaymentResult) -> None:

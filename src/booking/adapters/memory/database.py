@@ -216,6 +216,7 @@ class MemoryUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self._db.check()
+        await asyncio.sleep(0)  # a suspension point, as a connection checkout has
         await self._db.lock.acquire()
         self.staged = _snapshot(self._db.state)
         return self

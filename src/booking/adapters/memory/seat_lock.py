@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -37,6 +38,7 @@ class MemorySeatLock:
     async def acquire(
         self, show_id: int, seat_ids: Sequence[int], owner: str, ttl: timedelta
     ) -> HoldOutcome:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         self._check()
         now = self._clock.now()
         conflicts = tuple(
@@ -49,6 +51,7 @@ class MemorySeatLock:
         return HoldOutcome(acquired=True)
 
     async def release(self, show_id: int, seat_ids: Sequence[int], owner: str) -> int:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         self._check()
         now = self._clock.now()
         released = 0
@@ -61,6 +64,7 @@ class MemorySeatLock:
     async def extend(
         self, show_id: int, seat_ids: Sequence[int], owner: str, ttl: timedelta
     ) -> bool:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         self._check()
         now = self._clock.now()
         owned = [s for s in seat_ids if self._owner((show_id, s), now) == owner]
@@ -69,6 +73,7 @@ class MemorySeatLock:
         return len(owned) == len(seat_ids)
 
     async def holders(self, show_id: int, seat_ids: Sequence[int]) -> dict[int, str]:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         self._check()
         now = self._clock.now()
         found = {s: self._owner((show_id, s), now) for s in seat_ids}

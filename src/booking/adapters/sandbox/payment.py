@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,6 +40,7 @@ class SandboxPaymentGateway:
     async def create_checkout(
         self, booking_id: int, amount: Money, caller: Principal
     ) -> PaymentSession:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         if self.down:
             raise PaymentUnavailable("sandbox checkout switched off")
         if self.create_fails or amount.minor < 100:
@@ -53,6 +55,7 @@ class SandboxPaymentGateway:
         )
 
     async def verify(self, session_id: str, caller: Principal) -> PaymentResult:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         checkout = self.checkouts.get(session_id)
         if self.down or checkout is None:
             return PaymentResult(session_id, PaymentStatus.UNKNOWN, None, None)

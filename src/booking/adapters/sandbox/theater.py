@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -84,9 +85,11 @@ class LocalSeatInventory:
     async def seats(
         self, show_id: int, seat_ids: Sequence[int], caller: Principal
     ) -> list[SeatInfo]:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         return [s.info for s in self._take(show_id, seat_ids, SeatStatus.AVAILABLE)]
 
     async def lock(self, show_id: int, seat_ids: Sequence[int], caller: Principal) -> None:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         self.calls.append(("lock", show_id, tuple(seat_ids)))
         if self.refuse_lock:
             self._show(show_id)
@@ -95,6 +98,7 @@ class LocalSeatInventory:
             seat.status = SeatStatus.LOCKED
 
     async def book(self, show_id: int, seat_ids: Sequence[int], caller: Principal) -> None:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         self.calls.append(("book", show_id, tuple(seat_ids)))
         show = self._show(show_id)
         pending = [s for s in seat_ids if show[s].status is not SeatStatus.BOOKED]
@@ -102,6 +106,7 @@ class LocalSeatInventory:
             seat.status = SeatStatus.BOOKED
 
     async def release(self, show_id: int, seat_ids: Sequence[int], caller: Principal) -> None:
+        await asyncio.sleep(0)  # a suspension point, as a remote call has
         self.calls.append(("release", show_id, tuple(seat_ids)))
         show = self._show(show_id)
         for seat_id in seat_ids:
