@@ -78,8 +78,9 @@ class ActionRunner:
 
 
 class OutboxRelay:
-    """Contract: each row is dispatched until it succeeds once, in order per booking; a row
-    that fails waits with exponential backoff and holds back the later rows of its booking.
+    """Contract: each row is dispatched until it succeeds once, in order per booking and kind;
+    a row that fails waits with exponential backoff and holds back the later rows of its
+    booking and kind.
     While the broker is away, events are not tried again within the same round."""
 
     def __init__(
@@ -109,12 +110,13 @@ class OutboxRelay:
         rows = await self._store.claim(
             self.owner, self._clock.now(), self._settings.relay_lease, self._settings.relay_batch
         )
-        held_back: set[int] = set()
+        held_back: set[tuple[int, MessageKind]] = set()
         broker_down = False
         sent = 0
         for row in rows:
-            if row.booking_id in held_back or (broker_down and row.kind is MessageKind.EVENT):
-                held_back.add(row.booking_id)
+            stream = (row.booking_id, row.kind)
+            if stream in held_back or (broker_down and row.kind is MessageKind.EVENT):
+                held_back.add(stream)
                 await self._retry(row, "waiting behind an earlier failure", row.attempts)
                 continue
             try:
@@ -124,7 +126,7 @@ class OutboxRelay:
                     await self._actions.run(row)
             except PortError as exc:
                 broker_down = broker_down or isinstance(exc, PublishFailed)
-                held_back.add(row.booking_id)
+                held_back.add(stream)
                 self._telemetry.outbox_dispatched(row.kind.value, ok=False)
                 log.warning("outbox %s %s failed: %s", row.kind, row.name, exc)
                 await self._retry(row, f"{type(exc).__name__}: {exc}", row.attempts + 1)

@@ -50,8 +50,10 @@ class OutboxStore(Protocol):
 
     Contract:
     - `claim` leases up to `limit` unsent rows whose `available_at` has come, in insertion order,
-      and never a row of a booking that has an earlier unsent row (order per booking). A leased
-      row is not handed to another claimer until the lease runs out (crash recovery).
+      and never a row that has an earlier unsent row of the same booking and kind (events keep
+      their order per booking; actions keep theirs; a broker outage does not hold back the
+      Theater release of a failed booking). A leased row is not handed to another claimer until
+      the lease runs out (crash recovery).
     - `mark_sent` stores success for a row still leased by `owner`; `mark_retry` counts a failed
       attempt, records the error and makes the row available again at `available_at`.
     - `pending` lists unsent rows; `recent` the newest rows, sent or not.

@@ -263,15 +263,15 @@ class MemoryOutboxStore:
         self, owner: str, now: datetime, lease: timedelta, limit: int
     ) -> list[OutboxMessage]:
         self._db.check()
-        blocked: set[int] = set()
+        blocked: set[tuple[int, str]] = set()
         taken: list[_Row] = []
         for row in self._rows:
             if row.sent_at is not None:
                 continue
-            booking = row.message.booking_id
+            stream = (row.message.booking_id, row.message.kind.value)
             free = row.available_at <= now and (row.lease_until is None or row.lease_until <= now)
-            if booking in blocked or not free or len(taken) >= limit:
-                blocked.add(booking)
+            if stream in blocked or not free or len(taken) >= limit:
+                blocked.add(stream)
                 continue
             taken.append(row)
         for row in taken:
