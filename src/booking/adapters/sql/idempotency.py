@@ -1,0 +1,141 @@
+"""SQL IdempotencyStore: one answer per (scope, Idempotency-Key), shared by replicas."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from booking.adapters.sql._sql import upsert
+from booking.adapters.sql.errors import database_errors
+from booking.adapters.sql.tables import idempotency_keys as keys
+from booking.ports.errors import PortError
+from booking.ports.idempotency import (
+    BeginOutcome,
+    InFlight,
+    KeyReused,
+    Replay,
+    Started,
+    StoredResponse,
+)
+
+IN_FLIGHT = "in_flight"
+DONE = "done"
+_ATTEMPTS = 3  # a key forgotten between our insert and our read: look again, a bounded number
+
+
+class SqlIdempotencyStore:
+    """The IdempotencyStore port (see its contract).
+
+    `begin` inserts the key with ON CONFLICT DO NOTHING, so of two concurrent first requests
+    exactly one gets `Started`; the other reads the row under a lock and answers from it.
+    A repeat with another fingerprint is `KeyReused` (422) even while the first is in flight:
+    a different payload is the client's error either way."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def begin(
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        in_flight_for: timedelta,
+    ) -> BeginOutcome:
+        with database_errors("idempotency begin"):
+            async with self._engine.begin() as conn:
+                for _ in range(_ATTEMPTS):
+                    outcome = await self._begin(conn, scope, key, fingerprint, now, in_flight_for)
+                    if outcome is not None:
+                        return outcome
+        raise PortError("idempotency key kept changing under this request")
+
+    async def _begin(
+        self,
+        conn: AsyncConnection,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        in_flight_for: timedelta,
+    ) -> BeginOutcome | None:
+        claim = {
+            "fingerprint": fingerprint,
+            "state": IN_FLIGHT,
+            "status_code": None,
+            "body": None,
+            "resource_id": None,
+            "locked_until": now + in_flight_for,
+            "expires_at": None,
+        }
+        inserted = await conn.execute(
+            upsert(conn.dialect, keys)
+            .values(scope=scope, key=key, **claim)
+            .on_conflict_do_nothing(index_elements=[keys.c.scope, keys.c.key])
+            .returning(keys.c.key)
+        )
+        if inserted.first() is not None:
+            return Started()
+        this_key = (keys.c.scope == scope, keys.c.key == key)
+        row = (await conn.execute(select(keys).where(*this_key).with_for_update())).one_or_none()
+        if row is None:
+            return None  # forgotten in between: try the insert again
+        if row.state == DONE:
+            abandoned = row.expires_at is not None and row.expires_at <= now
+        else:
+            abandoned = row.locked_until is None or row.locked_until <= now
+        if abandoned:
+            await conn.execute(update(keys).where(*this_key).values(**claim))
+            return Started()
+        if row.fingerprint != fingerprint:
+            return KeyReused()
+        if row.state == DONE:
+            return Replay(
+                StoredResponse(
+                    status_code=row.status_code,
+                    body=bytes(row.body or b""),
+                    resource_id=row.resource_id,
+                )
+            )
+        return InFlight()
+
+    async def complete(
+        self, scope: str, key: str, response: StoredResponse, now: datetime, keep_for: timedelta
+    ) -> None:
+        with database_errors("idempotency complete"):
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(keys)
+                    .where(keys.c.scope == scope, keys.c.key == key)
+                    .values(
+                        state=DONE,
+                        status_code=response.status_code,
+                        body=response.body,
+                        resource_id=response.resource_id,
+                        locked_until=None,
+                        expires_at=now + keep_for,
+                    )
+                )
+
+    async def forget(self, scope: str, key: str) -> None:
+        with database_errors("idempotency forget"):
+            async with self._engine.begin() as conn:
+                await conn.execute(delete(keys).where(keys.c.scope == scope, keys.c.key == key))
+
+    async def purge_expired(self, now: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` answers kept past their time; returns how many went."""
+        expired = (
+            select(keys.c.scope, keys.c.key)
+            .where(keys.c.state == DONE, keys.c.expires_at <= now)
+            .limit(limit)
+        )
+        with database_errors("idempotency purge"):
+            async with self._engine.begin() as conn:
+                rows = (await conn.execute(expired)).all()
+                for row in rows:
+                    await conn.execute(
+                        delete(keys).where(keys.c.scope == row.scope, keys.c.key == row.key)
+                    )
+        return len(rows)

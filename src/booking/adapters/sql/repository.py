@@ -1,0 +1,463 @@
+"""SQL BookingRepository, Outbox (writing side) and AuditLog on one unit-of-work connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from booking.adapters.sql._sql import is_live_claim_violation, upsert
+from booking.adapters.sql.errors import database_errors, translate
+from booking.adapters.sql.tables import LIVE_STATUSES, audit_log, booking_seats, bookings, outbox
+from booking.domain.booking import (
+    Booking,
+    BookingStatus,
+    FailureReason,
+    PaymentSession,
+    Seat,
+    SeatType,
+)
+from booking.domain.money import Money
+from booking.ports.errors import DuplicateBookingId, SeatsAlreadyClaimed, StaleBooking
+from booking.ports.outbox import OutboxMessage
+from booking.ports.repository import AuditEntry, PageCursor
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from booking.adapters.sql.uow import SqlUnitOfWork
+
+
+class SqlBookingRepository:
+    """The BookingRepository port on the unit of work's connection (see its contract).
+
+    The live-claim rule is the partial unique index `uq_booking_seats_live_claim`; `add` inserts
+    the seat rows with ON CONFLICT DO NOTHING and compares what went in, so a conflict never
+    aborts the transaction: the booking's rows are removed again and `SeatsAlreadyClaimed` names
+    the seats, leaving the unit of work usable."""
+
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+        # (version, status) of each booking as this unit of work last read or wrote it: a save
+        # from a known live state needs no re-claim statement.
+        self._seen: dict[int, tuple[int, BookingStatus]] = {}
+
+    @property
+    def _conn(self) -> AsyncConnection:
+        return self._uow.connection
+
+    def forget_reads(self) -> None:
+        """Drop what this repository remembers of earlier reads (a new transaction)."""
+        self._seen.clear()
+
+    async def add(self, booking: Booking) -> None:
+        with database_errors("add booking"):
+            conn = self._conn
+            inserted = await conn.execute(
+                upsert(conn.dialect, bookings)
+                .values(**_booking_row(booking))
+                .on_conflict_do_nothing(index_elements=[bookings.c.id])
+                .returning(bookings.c.id)
+            )
+            if inserted.first() is None:
+                raise DuplicateBookingId(f"booking id {booking.booking_id} is taken")
+            claimed = booking.status.is_live
+            rows = [
+                _seat_row(booking, position, seat, claimed=claimed)
+                for position, seat in enumerate(booking.seats)
+            ]
+            # One lock order for every transaction (show, seat): two bookings racing for
+            # overlapping seats then wait for each other instead of deadlocking.
+            rows.sort(key=lambda row: row["seat_id"])
+            if not claimed:
+                await conn.execute(insert(booking_seats).values(rows))
+                self._seen[booking.booking_id] = (booking.version, booking.status)
+                return
+            result = await conn.execute(
+                upsert(conn.dialect, booking_seats)
+                .values(rows)
+                .on_conflict_do_nothing(
+                    index_elements=[booking_seats.c.show_id, booking_seats.c.seat_id],
+                    index_where=booking_seats.c.claimed,
+                )
+                .returning(booking_seats.c.seat_id)
+            )
+            taken = set(booking.seat_ids) - set(result.scalars().all())
+            if taken:
+                # Undo this booking only; the rest of the unit of work stays as it was.
+                await conn.execute(
+                    delete(booking_seats).where(booking_seats.c.booking_id == booking.booking_id)
+                )
+                await conn.execute(delete(bookings).where(bookings.c.id == booking.booking_id))
+                raise SeatsAlreadyClaimed(sorted(taken))
+            self._seen[booking.booking_id] = (booking.version, booking.status)
+
+    async def get(self, booking_id: int) -> Booking | None:
+        with database_errors("get booking"):
+            found = await self._load_joined(bookings.c.id == booking_id)
+        return found
+
+    async def by_session(self, session_id: str) -> Booking | None:
+        with database_errors("get booking by session"):
+            found = await self._load_joined(bookings.c.payment_session_id == session_id)
+        return found
+
+    async def save(self, booking: Booking, expected_version: int) -> None:
+        seen = self._seen.get(booking.booking_id)
+        was_live = seen is not None and seen[0] == expected_version and seen[1].is_live
+        statement = (
+            update(bookings)
+            .where(bookings.c.id == booking.booking_id, bookings.c.version == expected_version)
+            .values(**_mutable_row(booking))
+        )
+        with database_errors("save booking"):
+            conn = self._conn
+            if not booking.status.is_live or was_live:
+                result = await conn.execute(statement)
+                if result.rowcount == 0:
+                    raise StaleBooking(booking.booking_id)
+            else:
+                # Live again (a late payment), or a state this unit of work did not read: take
+                # the claims back inside a savepoint, so a conflict changes nothing at all.
+                try:
+                    async with conn.begin_nested():
+                        result = await conn.execute(statement)
+                        if result.rowcount == 0:
+                            raise StaleBooking(booking.booking_id)
+                        await conn.execute(
+                            update(booking_seats)
+                            .where(
+                                booking_seats.c.booking_id == booking.booking_id,
+                                ~booking_seats.c.claimed,
+                            )
+                            .values(claimed=True)
+                        )
+                except IntegrityError as error:
+                    if not is_live_claim_violation(error):
+                        raise translate(error, "save booking") from error
+                    taken = await self._claimed_elsewhere(booking)
+                    raise SeatsAlreadyClaimed(taken or booking.seat_ids) from error
+        self._seen[booking.booking_id] = (booking.version, booking.status)
+
+    async def list_for_user(
+        self,
+        user_id: int,
+        *,
+        status: BookingStatus | None,
+        limit: int,
+        after: PageCursor | None,
+    ) -> list[Booking]:
+        if limit <= 0:
+            return []
+        query = select(bookings).where(bookings.c.user_id == user_id)
+        if status is not None:
+            query = query.where(bookings.c.status == status.value)
+        if after is not None:
+            query = query.where(
+                or_(
+                    bookings.c.created_at < after.created_at,
+                    and_(
+                        bookings.c.created_at == after.created_at,
+                        bookings.c.id < after.booking_id,
+                    ),
+                )
+            )
+        query = query.order_by(bookings.c.created_at.desc(), bookings.c.id.desc()).limit(limit)
+        with database_errors("list bookings"):
+            rows = (await self._conn.execute(query)).all()
+            found = await self._with_seats(rows)
+        return found
+
+    async def claim_due(
+        self, before: datetime, now: datetime, lease: timedelta, limit: int
+    ) -> list[Booking]:
+        if limit <= 0:
+            return []
+        due = (
+            select(bookings.c.id)
+            .where(
+                bookings.c.status == BookingStatus.PENDING.value,
+                bookings.c.hold_expires_at < before,
+                or_(bookings.c.reconcile_after.is_(None), bookings.c.reconcile_after <= now),
+            )
+            .order_by(bookings.c.hold_expires_at, bookings.c.id)
+            .limit(limit)
+            # PostgreSQL: replicas skip the rows another one is claiming right now. SQLite
+            # renders no FOR UPDATE; its single writer (BEGIN IMMEDIATE) serialises claimers.
+            .with_for_update(skip_locked=True)
+        )
+        with database_errors("claim due bookings"):
+            conn = self._conn
+            ids = list((await conn.execute(due)).scalars().all())
+            if not ids:
+                return []
+            await conn.execute(
+                update(bookings).where(bookings.c.id.in_(ids)).values(reconcile_after=now + lease)
+            )
+            rows = (
+                await conn.execute(
+                    select(bookings)
+                    .where(bookings.c.id.in_(ids))
+                    .order_by(bookings.c.hold_expires_at, bookings.c.id)
+                )
+            ).all()
+            found = await self._with_seats(rows)
+        return found
+
+    async def release_claims(self, booking_id: int) -> None:
+        still_live = exists().where(
+            bookings.c.id == booking_id, bookings.c.status.in_(LIVE_STATUSES)
+        )
+        with database_errors("release claims"):
+            # A live booking keeps its claims whatever the caller asks: live means claimed.
+            await self._conn.execute(
+                update(booking_seats)
+                .where(
+                    booking_seats.c.booking_id == booking_id,
+                    booking_seats.c.claimed,
+                    ~still_live,
+                )
+                .values(claimed=False)
+            )
+
+    async def refunds_required(self, limit: int) -> list[Booking]:
+        if limit <= 0:
+            return []
+        query = (
+            select(bookings)
+            .where(bookings.c.refund_required)
+            .order_by(bookings.c.updated_at, bookings.c.id)
+            .limit(limit)
+        )
+        with database_errors("list refunds"):
+            rows = (await self._conn.execute(query)).all()
+            found = await self._with_seats(rows)
+        return found
+
+    async def live_claims(self, show_id: int, seat_ids: Sequence[int]) -> dict[int, int]:
+        if not seat_ids:
+            return {}
+        query = select(booking_seats.c.seat_id, booking_seats.c.booking_id).where(
+            booking_seats.c.show_id == show_id,
+            booking_seats.c.seat_id.in_(list(seat_ids)),
+            booking_seats.c.claimed,
+        )
+        with database_errors("read claims"):
+            rows = (await self._conn.execute(query)).all()
+        return {row.seat_id: row.booking_id for row in rows}
+
+    async def _claimed_elsewhere(self, booking: Booking) -> list[int]:
+        rows = await self._conn.execute(
+            select(booking_seats.c.seat_id).where(
+                booking_seats.c.show_id == booking.show_id,
+                booking_seats.c.seat_id.in_(booking.seat_ids),
+                booking_seats.c.claimed,
+                booking_seats.c.booking_id != booking.booking_id,
+            )
+        )
+        return sorted(rows.scalars().all())
+
+    async def _load_joined(self, where: Any) -> Booking | None:
+        # One round trip: the booking row repeated once per seat, seats in booking order.
+        query = (
+            select(
+                bookings,
+                booking_seats.c.seat_id.label("s_seat_id"),
+                booking_seats.c.seat_number.label("s_seat_number"),
+                booking_seats.c.seat_type.label("s_seat_type"),
+                booking_seats.c.price_minor.label("s_price_minor"),
+            )
+            .join(booking_seats, booking_seats.c.booking_id == bookings.c.id)
+            .where(where)
+            .order_by(booking_seats.c.position)
+        )
+        rows = (await self._conn.execute(query)).all()
+        if not rows:
+            return None
+        first = rows[0]
+        seats = [
+            _seat(
+                row.s_seat_id, row.s_seat_number, row.s_seat_type, row.s_price_minor, first.currency
+            )
+            for row in rows
+        ]
+        booking = _booking(first, seats)
+        self._seen[booking.booking_id] = (booking.version, booking.status)
+        return booking
+
+    async def _with_seats(self, rows: Sequence[Row[Any]]) -> list[Booking]:
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
+        seat_rows = (
+            await self._conn.execute(
+                select(booking_seats)
+                .where(booking_seats.c.booking_id.in_(ids))
+                .order_by(booking_seats.c.booking_id, booking_seats.c.position)
+            )
+        ).all()
+        by_booking: dict[int, list[Row[Any]]] = {}
+        for seat_row in seat_rows:
+            by_booking.setdefault(seat_row.booking_id, []).append(seat_row)
+        found = []
+        for row in rows:
+            seats = [
+                _seat(s.seat_id, s.seat_number, s.seat_type, s.price_minor, row.currency)
+                for s in by_booking.get(row.id, [])
+            ]
+            booking = _booking(row, seats)
+            self._seen[booking.booking_id] = (booking.version, booking.status)
+            found.append(booking)
+        return found
+
+
+class SqlOutbox:
+    """The Outbox port's writing side: rows commit or vanish with the unit of work."""
+
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    async def put(self, messages: Sequence[OutboxMessage]) -> None:
+        if not messages:
+            return
+        rows = list(outbox_rows(messages))
+        with database_errors("write outbox"):
+            await self._uow.connection.execute(insert(outbox).values(rows))
+
+
+class SqlAuditLog:
+    """The AuditLog port: one row per status change, read back in the order recorded."""
+
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    async def record(self, entry: AuditEntry) -> None:
+        with database_errors("write audit"):
+            await self._uow.connection.execute(
+                insert(audit_log).values(
+                    booking_id=entry.booking_id,
+                    actor=entry.actor,
+                    at=entry.at,
+                    from_status=entry.from_status.value if entry.from_status else None,
+                    to_status=entry.to_status.value,
+                    reason=entry.reason,
+                    refund_required=entry.refund_required,
+                )
+            )
+
+    async def trail(self, booking_id: int) -> list[AuditEntry]:
+        query = (
+            select(audit_log).where(audit_log.c.booking_id == booking_id).order_by(audit_log.c.id)
+        )
+        with database_errors("read audit"):
+            rows = (await self._uow.connection.execute(query)).all()
+        return [
+            AuditEntry(
+                booking_id=row.booking_id,
+                actor=row.actor,
+                at=row.at,
+                from_status=BookingStatus(row.from_status) if row.from_status else None,
+                to_status=BookingStatus(row.to_status),
+                reason=row.reason,
+                refund_required=row.refund_required,
+            )
+            for row in rows
+        ]
+
+
+def outbox_rows(messages: Iterable[OutboxMessage]) -> Iterable[dict[str, Any]]:
+    """Table rows for new outbox messages; a message without `created_at` is stamped now."""
+    stamp = datetime.now(UTC)
+    for message in messages:
+        created = message.created_at or stamp
+        yield {
+            "message_id": message.message_id,
+            "booking_id": message.booking_id,
+            "kind": message.kind.value,
+            "name": message.name,
+            "payload": dict(message.payload),
+            "headers": dict(message.headers),
+            "created_at": created,
+            "available_at": created,
+            "attempts": message.attempts,
+            "last_error": message.last_error,
+            "sent_at": message.sent_at,
+        }
+
+
+def _booking_row(booking: Booking) -> dict[str, Any]:
+    return {
+        "id": booking.booking_id,
+        "user_id": booking.user_id,
+        "show_id": booking.show_id,
+        "total_minor": booking.total.minor,
+        "currency": booking.total.currency,
+        "hold_expires_at": booking.hold_expires_at,
+        "created_at": booking.created_at,
+        **_mutable_row(booking),
+    }
+
+
+def _mutable_row(booking: Booking) -> dict[str, Any]:
+    payment = booking.payment
+    return {
+        "status": booking.status.value,
+        "failure_reason": booking.failure_reason.value if booking.failure_reason else None,
+        "payment_session_id": payment.session_id if payment else None,
+        "payment_url": payment.url if payment else None,
+        "payment_expires_at": payment.expires_at if payment else None,
+        "refund_required": booking.refund_required,
+        "version": booking.version,
+        "updated_at": booking.updated_at,
+    }
+
+
+def _seat_row(booking: Booking, position: int, seat: Seat, *, claimed: bool) -> dict[str, Any]:
+    return {
+        "booking_id": booking.booking_id,
+        "seat_id": seat.seat_id,
+        "position": position,
+        "show_id": booking.show_id,
+        "seat_number": seat.seat_number,
+        "seat_type": seat.seat_type.value,
+        "price_minor": seat.price.minor,
+        "claimed": claimed,
+    }
+
+
+def _seat(seat_id: int, seat_number: str, seat_type: str, price_minor: int, currency: str) -> Seat:
+    return Seat(
+        seat_id=seat_id,
+        seat_number=seat_number,
+        seat_type=SeatType(seat_type),
+        price=Money(price_minor, currency),
+    )
+
+
+def _booking(row: Row[Any], seats: list[Seat]) -> Booking:
+    payment = None
+    if row.payment_session_id is not None:
+        payment = PaymentSession(
+            session_id=row.payment_session_id,
+            url=row.payment_url or "",
+            expires_at=row.payment_expires_at,
+        )
+    return Booking(
+        booking_id=row.id,
+        user_id=row.user_id,
+        show_id=row.show_id,
+        seats=tuple(seats),
+        total=Money(row.total_minor, row.currency),
+        status=BookingStatus(row.status),
+        hold_expires_at=row.hold_expires_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        failure_reason=FailureReason(row.failure_reason) if row.failure_reason else None,
+        payment=payment,
+        refund_required=row.refund_required,
+        version=row.version,
+    )

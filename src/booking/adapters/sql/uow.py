@@ -1,0 +1,97 @@
+"""SQL UnitOfWork: one connection and one short transaction per block."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from booking.adapters.sql.errors import database_errors
+from booking.adapters.sql.repository import SqlAuditLog, SqlBookingRepository, SqlOutbox
+
+
+class SqlUnitOfWork:
+    """The UnitOfWork port: leaving the block without `commit` rolls back.
+
+    After `commit` or `rollback` the block may go on: the next statement starts a new
+    transaction, which the end of the block rolls back unless committed."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+        self.bookings = SqlBookingRepository(self)
+        self.outbox = SqlOutbox(self)
+        self.audit = SqlAuditLog(self)
+
+    @property
+    def connection(self) -> AsyncConnection:
+        if self._connection is None:
+            raise RuntimeError("use the unit of work inside `async with`")
+        return self._connection
+
+    async def __aenter__(self) -> Self:
+        if self._connection is not None:
+            raise RuntimeError("a unit of work is not re-entrant")
+        with database_errors("begin"):
+            connection = await self._engine.connect()
+            try:
+                await connection.begin()
+            except BaseException:
+                await connection.close()
+                raise
+        self._connection = connection
+        self.bookings.forget_reads()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            with database_errors("rollback"):
+                try:
+                    if connection.in_transaction():
+                        await connection.rollback()
+                finally:
+                    await connection.close()
+        except Exception:
+            # A failed rollback on a broken connection must not hide the error that ended the
+            # block; the server drops the transaction with the connection anyway.
+            if exc is None:
+                raise
+
+    async def commit(self) -> None:
+        with database_errors("commit"):
+            await self.connection.commit()
+
+    async def rollback(self) -> None:
+        with database_errors("rollback"):
+            await self.connection.rollback()
+
+
+class SqlUnitOfWorkFactory:
+    """The UnitOfWorkFactory port: a new SqlUnitOfWork per call, all on one engine."""
+
+    def __init__(self, engine: AsyncEngine, *, ping_timeout: float = 2.0) -> None:
+        self._engine = engine
+        self._ping_timeout = ping_timeout
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._engine)
+
+    async def ping(self) -> None:
+        with database_errors("ping"):
+            async with asyncio.timeout(self._ping_timeout), self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
