@@ -21,6 +21,7 @@ from booking.ports.errors import (
     TheaterRejected,
     TheaterUnavailable,
 )
+from booking.ports.faults import FaultPoints, NoFaults, Step
 from booking.ports.payment import PaymentGateway
 from booking.ports.repository import UnitOfWorkFactory
 from booking.ports.seat_lock import SeatLock, hold_owner
@@ -50,7 +51,9 @@ class CreateBooking:
         ids: IdGenerator,
         settings: SagaSettings,
         telemetry: Telemetry,
+        faults: FaultPoints | None = None,
     ) -> None:
+        self._faults = faults or NoFaults()
         self._uow = uow
         self._locks = seat_lock
         self._theater = theater
@@ -72,6 +75,7 @@ class CreateBooking:
 
         booking_id = self._ids.next_id()
         held = await self._hold(show_id, seat_ids, booking_id)
+        self._faults.reached(Step.AFTER_HOLD)
         try:
             booking = await self._insert(caller, show_id, seats, booking_id)
         except BaseException:
@@ -79,6 +83,7 @@ class CreateBooking:
                 await self._release_hold(show_id, seat_ids, booking_id)
             raise
         self._telemetry.booking_outcome("created")
+        self._faults.reached(Step.AFTER_INSERT)
 
         try:
             await self._theater.lock(show_id, seat_ids, caller)
@@ -89,12 +94,14 @@ class CreateBooking:
             # The lock may have been taken before the error: release it to be sure.
             await self._fail(booking, FailureReason.THEATER_LOCK_FAILED, theater_locked=True)
             raise
+        self._faults.reached(Step.AFTER_THEATER_LOCK)
 
         try:
             session = await self._payment.create_checkout(booking_id, booking.total, caller)
         except (PaymentRejected, PaymentUnavailable) as exc:
             await self._fail(booking, FailureReason.PAYMENT_INIT_FAILED, theater_locked=True)
             raise DependencyUnavailable(str(exc), dependency="payment") from exc
+        self._faults.reached(Step.AFTER_CHECKOUT)
 
         def attach(b: Booking) -> Change:
             b.attach_payment(session, self._clock.now())

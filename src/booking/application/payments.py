@@ -19,6 +19,7 @@ from booking.domain.errors import PaymentMismatch
 from booking.domain.identity import Principal
 from booking.ports.clock import Clock
 from booking.ports.errors import SeatsAlreadyClaimed
+from booking.ports.faults import FaultPoints, NoFaults, Step
 from booking.ports.payment import PaymentGateway
 from booking.ports.repository import UnitOfWorkFactory
 from booking.ports.telemetry import Telemetry
@@ -34,7 +35,14 @@ class ApplyPaymentResult:
     can be claimed again, or flags it for refund. FAILED (definitive) fails a PENDING booking.
     PENDING and UNKNOWN change nothing. Applying the same result twice changes nothing more."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        telemetry: Telemetry,
+        faults: FaultPoints | None = None,
+    ) -> None:
+        self._faults = faults or NoFaults()
         self._uow = uow
         self._clock = clock
         self._telemetry = telemetry
@@ -92,6 +100,8 @@ class ApplyPaymentResult:
             return Change()
 
         booking = await self._transitions.apply(booking_id, mutate, actor=actor)
+        if "confirmed" in outcome:
+            self._faults.reached(Step.AFTER_CONFIRM_COMMIT)
         for name in outcome:
             reason = booking.failure_reason.value if booking.failure_reason else None
             self._telemetry.booking_outcome(name, reason)
