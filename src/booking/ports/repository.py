@@ -105,9 +105,14 @@ class UnitOfWork(Protocol):
 
     No remote call (HTTP, Redis, Kafka) runs while a unit of work is open (invariant 8)."""
 
-    bookings: BookingRepository
-    outbox: Outbox
-    audit: AuditLog
+    @property
+    def bookings(self) -> BookingRepository: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
     async def __aenter__(self) -> Self: ...
 
