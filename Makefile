@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: serve test lint types layers pytest services sync clean browser
+.PHONY: serve test lint types layers pytest services sync clean browser bench reliability
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -42,6 +42,12 @@ pytest: sync services browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint types layers pytest
+
+bench: sync services
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+reliability: sync services
+	$(BIN)/python -m tests.reliability.report $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf .tools $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
