@@ -117,6 +117,25 @@ async def test_rows_of_one_booking_go_out_in_order(storage: Storage) -> None:
     assert ids(await storage.outbox.claim("relay-b", T0, LEASE, 10)) == ids([a3])
 
 
+async def test_events_and_actions_of_a_booking_are_separate_streams(storage: Storage) -> None:
+    """An action is not held back by an earlier event of its booking; each kind keeps order."""
+    event1 = message(1)
+    action1 = message(1, kind=MessageKind.ACTION, name="theater.release")
+    event2 = message(1)
+    action2 = message(1, kind=MessageKind.ACTION, name="seat_lock.release")
+    await put(storage, [event1, action1, event2, action2])
+    assert ids(await storage.outbox.claim("relay-a", T0, LEASE, 1)) == ids([event1])
+    # event2 waits behind the leased event1; the actions go ahead, in their order.
+    assert ids(await storage.outbox.claim("relay-b", T0, LEASE, 10)) == ids([action1, action2])
+    for action in (action1, action2):
+        await storage.outbox.mark_sent(action.message_id, "relay-b", T0)
+    await storage.outbox.mark_retry(event1.message_id, "relay-a", "broker down", T0 + LEASE)
+    assert await storage.outbox.claim("relay-c", T0, LEASE, 10) == []
+    assert ids(await storage.outbox.claim("relay-c", T0 + LEASE, LEASE, 10)) == ids(
+        [event1, event2]
+    )
+
+
 async def test_mark_retry_backs_off_and_keeps_the_booking_in_order(storage: Storage) -> None:
     """mark_retry counts the failure, records it and hides the row (and later ones) until due."""
     a1, a2, b1 = message(1), message(1), message(2)

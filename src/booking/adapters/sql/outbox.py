@@ -20,10 +20,11 @@ class SqlOutboxStore:
     """The OutboxStore port (see its contract); each call is one short transaction.
 
     `claim` takes candidate rows with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas never
-    get the same row, then keeps a row only when every earlier unsent row of its booking is
-    kept too: a row whose predecessor is leased, backing off, or being claimed by another
-    replica waits, and one booking's rows go out in order. SQLite has one writer (every
-    transaction is BEGIN IMMEDIATE), so its claimers simply take turns.
+    get the same row, then keeps a row only when every earlier unsent row of its stream (its
+    booking and kind) is kept too: a row whose predecessor is leased, backing off, or being
+    claimed by another replica waits, and a stream's rows go out in order. Events and actions
+    of one booking are separate streams, so a broker outage does not hold back a seat release.
+    SQLite has one writer (every transaction is BEGIN IMMEDIATE): its claimers take turns.
 
     Rows of one booking are ordered by `seq`, the insertion order; that equals commit order
     because the state changes that write them are serialised by the booking's row version."""
@@ -38,7 +39,7 @@ class SqlOutboxStore:
             return []
         unsent = outbox.c.sent_at.is_(None)
         candidates = (
-            select(outbox.c.seq, outbox.c.booking_id)
+            select(outbox.c.seq, outbox.c.booking_id, outbox.c.kind)
             .where(
                 unsent,
                 outbox.c.available_at <= now,
@@ -54,10 +55,11 @@ class SqlOutboxStore:
                 if not rows:
                     return []
                 taken = {row.seq for row in rows}
+                streams = {(row.booking_id, row.kind) for row in rows}
                 # Every unsent row of these bookings up to the last candidate, whoever holds
-                # it: a gap (a row not among ours) blocks the rest of that booking.
+                # it: a gap (a row not among ours) blocks the rest of that stream.
                 earlier = (
-                    select(outbox.c.seq, outbox.c.booking_id)
+                    select(outbox.c.seq, outbox.c.booking_id, outbox.c.kind)
                     .where(
                         unsent,
                         outbox.c.booking_id.in_({row.booking_id for row in rows}),
@@ -66,14 +68,15 @@ class SqlOutboxStore:
                     .order_by(outbox.c.seq)
                 )
                 keep: list[int] = []
-                blocked: set[int] = set()
+                blocked: set[tuple[int, str]] = set()
                 for row in (await conn.execute(earlier)).all():
-                    if row.booking_id in blocked:
+                    stream = (row.booking_id, row.kind)
+                    if stream not in streams or stream in blocked:
                         continue
                     if row.seq in taken:
                         keep.append(row.seq)
                     else:
-                        blocked.add(row.booking_id)
+                        blocked.add(stream)
                 if not keep:
                     return []
                 leased = (

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from booking.adapters.sql.errors import database_errors
 from booking.adapters.sql.repository import SqlAuditLog, SqlBookingRepository, SqlOutbox
+from booking.ports.outbox import Outbox
+from booking.ports.repository import AuditLog, BookingRepository
 
 
 class SqlUnitOfWork:
@@ -22,9 +24,11 @@ class SqlUnitOfWork:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._connection: AsyncConnection | None = None
-        self.bookings = SqlBookingRepository(self)
-        self.outbox = SqlOutbox(self)
-        self.audit = SqlAuditLog(self)
+        self._repository = SqlBookingRepository(self)
+        # Typed as the ports: the Protocol's attributes are mutable, hence invariant.
+        self.bookings: BookingRepository = self._repository
+        self.outbox: Outbox = SqlOutbox(self)
+        self.audit: AuditLog = SqlAuditLog(self)
 
     @property
     def connection(self) -> AsyncConnection:
@@ -43,7 +47,7 @@ class SqlUnitOfWork:
                 await connection.close()
                 raise
         self._connection = connection
-        self.bookings.forget_reads()
+        self._repository.forget_reads()
         return self
 
     async def __aexit__(
