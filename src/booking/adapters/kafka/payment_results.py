@@ -95,6 +95,8 @@ class KafkaPaymentResultConsumer:
         max_retry_backoff: float = 30.0,
         poll_timeout: float = 0.5,
         request_timeout: float = 10.0,
+        session_timeout: float = 10.0,
+        heartbeat_interval: float = 3.0,
         recent_size: int = 10_000,
     ) -> None:
         if retry_backoff <= 0 or max_retry_backoff < retry_backoff:
@@ -109,6 +111,8 @@ class KafkaPaymentResultConsumer:
         self._max_backoff = max_retry_backoff
         self._poll_ms = int(poll_timeout * 1000)
         self._request_timeout = request_timeout
+        self._session_ms = int(session_timeout * 1000)
+        self._heartbeat_ms = int(heartbeat_interval * 1000)
         self._recent: OrderedDict[tuple[str, PaymentStatus], None] = OrderedDict()
         self._recent_size = recent_size
         self._stopping = asyncio.Event()
@@ -157,6 +161,9 @@ class KafkaPaymentResultConsumer:
                 auto_offset_reset=self._auto_offset_reset,
                 request_timeout_ms=int(self._request_timeout * 1000),
                 max_poll_records=100,
+                session_timeout_ms=self._session_ms,
+                heartbeat_interval_ms=self._heartbeat_ms,
+                rebalance_timeout_ms=self._session_ms,
             )
             try:
                 async with asyncio.timeout(self._request_timeout):
