@@ -1,0 +1,370 @@
+"""The public Booking API under /api/v1/bookings and the payment webhook."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import msgspec
+from dishka import FromDishka
+from dishka.integrations.litestar import inject
+from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Body, Parameter
+
+from booking.application.create import CreateBooking
+from booking.application.errors import BookingNotFound
+from booking.application.payments import ApplyPaymentResult, VerifyPayment
+from booking.application.queries import BookingQueries, CancelBooking
+from booking.domain.booking import BookingStatus, FailureReason, PaymentResult, PaymentStatus
+from booking.domain.errors import DomainError, PaymentMismatch
+from booking.domain.identity import Principal
+from booking.domain.money import Money
+from booking.entrypoints import examples
+from booking.entrypoints.idempotency import HEADER as IDEMPOTENCY_HEADER
+from booking.entrypoints.idempotency import Idempotency, fingerprint, parse_key
+from booking.entrypoints.identity import (
+    BOOKING_ROLES,
+    SEAT_READER_ROLES,
+    parse_user_id,
+    require_role,
+)
+from booking.entrypoints.problems import ApiError
+from booking.entrypoints.schemas import (
+    BookingPage,
+    BookingView,
+    CreateBookingRequest,
+    SeatView,
+    WebhookAck,
+    WebhookPayload,
+    booking_view,
+    decode_cursor,
+    page_view,
+    seat_view,
+)
+from booking.entrypoints.settings import Settings
+from booking.entrypoints.webhook import SIGNATURE_HEADER, WebhookVerifier
+from booking.entrypoints.workers import RelayNudge
+from booking.ports.clock import Clock
+from booking.ports.idempotency import IdempotencyStore
+
+BASE = "/api/v1/bookings"
+
+BookingId = Annotated[
+    str,
+    Parameter(
+        description="the booking id (a positive 64-bit integer)",
+        schema_extra={"type": "integer", "format": "int64", "minimum": 1},
+    ),
+]
+
+
+def booking_id_of(text: str) -> int:
+    """400, not 404, for a path id that is not an id at all."""
+    parsed = parse_user_id(text)
+    if parsed is None:
+        raise ApiError(400, "INVALID_BOOKING_ID", "the booking id must be a positive integer")
+    return parsed
+
+
+def _json(view: msgspec.Struct) -> bytes:
+    return msgspec.json.encode(view)
+
+
+class BookingController(Controller):
+    path = BASE
+    tags = ["bookings"]  # noqa: RUF012 - Litestar's class attribute
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Hold seats and open a payment checkout",
+        description=(
+            "Validates the seats, holds them, records a PENDING booking and opens the checkout. "
+            "Send `Idempotency-Key` to make a retry safe: the same key and body answer the "
+            "first answer again for 24 hours."
+        ),
+        responses={
+            201: ResponseSpec(
+                BookingView,
+                description="The booking, PENDING, with its payment URL and hold expiry",
+                examples=[examples.BOOKING_EXAMPLE],
+                generate_examples=False,
+            ),
+            **examples.problems(400, 401, 403, 409, 413, 422, 503),
+        },
+    )
+    @inject
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[CreateBookingRequest, Body(examples=[examples.CREATE_REQUEST])],
+        caller: FromDishka[Principal],
+        create: FromDishka[CreateBooking],
+        store: FromDishka[IdempotencyStore],
+        clock: FromDishka[Clock],
+        settings: FromDishka[Settings],
+        nudge: FromDishka[RelayNudge],
+        idempotency_key: Annotated[
+            str | None,
+            Parameter(
+                header=IDEMPOTENCY_HEADER,
+                description="1-255 visible ASCII characters, unique per intended booking",
+                required=False,
+            ),
+        ] = None,
+    ) -> Response[BookingView]:
+        require_role(caller, *BOOKING_ROLES)
+        key = parse_key(idempotency_key)
+
+        async def run() -> tuple[int, bytes, int | None]:
+            try:
+                booking = await create(caller, data.show_id, list(data.seat_ids))
+            finally:
+                nudge.set()
+            return 201, _json(booking_view(booking)), booking.booking_id
+
+        if key is None:
+            _, body, booking_id = await run()
+            return Response(
+                content=body,  # type: ignore[arg-type]
+                status_code=201,
+                media_type="application/json",
+                headers={"Location": f"{BASE}/{booking_id}"},
+            )
+        idempotency = Idempotency(store, clock, timedelta(seconds=settings.idempotency_ttl_seconds))
+        request_fingerprint = fingerprint("POST", BASE, _json(data))
+        return await idempotency.run(
+            f"user:{caller.user_id}", key, request_fingerprint, request.url.path, BASE, run
+        )
+
+    @get(
+        "/",
+        summary="The caller's own bookings, newest first",
+        responses={
+            200: ResponseSpec(
+                BookingPage,
+                description="A page of bookings",
+                examples=[examples.PAGE_EXAMPLE],
+                generate_examples=False,
+            ),
+            **examples.problems(400, 401, 403, 503),
+        },
+    )
+    @inject
+    async def list_own(
+        self,
+        caller: FromDishka[Principal],
+        queries: FromDishka[BookingQueries],
+        status_filter: Annotated[
+            BookingStatus | None, Parameter(query="status", description="only this status")
+        ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=100, description="page size")] = 20,
+        cursor: Annotated[
+            str | None,
+            Parameter(max_length=200, description="`nextCursor` of the previous page"),
+        ] = None,
+    ) -> BookingPage:
+        require_role(caller, *BOOKING_ROLES)
+        after = None
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            if after is None:
+                raise ApiError(400, "INVALID_CURSOR", "the cursor is not one this service made")
+        page = await queries.list_own(caller, status=status_filter, limit=limit, after=after)
+        return page_view(page)
+
+    @get(
+        "/{booking_id:str}",
+        summary="One booking of the caller",
+        responses={
+            200: ResponseSpec(
+                BookingView,
+                description="The booking",
+                examples=[examples.BOOKING_EXAMPLE],
+                generate_examples=False,
+            ),
+            **examples.problems(400, 401, 403, 404, 503),
+        },
+    )
+    @inject
+    async def get_one(
+        self,
+        booking_id: BookingId,
+        caller: FromDishka[Principal],
+        queries: FromDishka[BookingQueries],
+    ) -> BookingView:
+        require_role(caller, *BOOKING_ROLES)
+        return booking_view(await queries.get(caller, booking_id_of(booking_id)))
+
+    @get(
+        "/{booking_id:str}/seats",
+        summary="The seats of a booking (owner or service account)",
+        description="The Notification Service reads the ticket data here after booking_success.",
+        responses={
+            200: ResponseSpec(
+                list[SeatView],
+                description="The seats",
+                examples=[examples.SEATS_EXAMPLE],
+                generate_examples=False,
+            ),
+            **examples.problems(400, 401, 403, 404, 503),
+        },
+    )
+    @inject
+    async def seats(
+        self,
+        booking_id: BookingId,
+        caller: FromDishka[Principal],
+        queries: FromDishka[BookingQueries],
+    ) -> list[SeatView]:
+        require_role(caller, *SEAT_READER_ROLES)
+        return [seat_view(s) for s in await queries.seats(caller, booking_id_of(booking_id))]
+
+    @get(
+        "/{booking_id:str}/verify-payment",
+        summary="Ask the payment side once and apply its answer",
+        description=(
+            "Answers the booking (CONFIRMED once paid). 402 PAYMENT_FAILED when the payment "
+            "failed; 409 when `sessionId` is not the booking's own session."
+        ),
+        responses={
+            200: ResponseSpec(
+                BookingView,
+                description="The booking after the check",
+                examples=[examples.CONFIRMED_EXAMPLE],
+                generate_examples=False,
+            ),
+            **examples.problems(400, 401, 402, 403, 404, 409, 503),
+        },
+    )
+    @inject
+    async def verify_payment(
+        self,
+        booking_id: BookingId,
+        caller: FromDishka[Principal],
+        verify: FromDishka[VerifyPayment],
+        nudge: FromDishka[RelayNudge],
+        session_id: Annotated[
+            str | None,
+            Parameter(query="sessionId", max_length=255, description="the checkout session"),
+        ] = None,
+    ) -> BookingView:
+        require_role(caller, *BOOKING_ROLES)
+        try:
+            booking = await verify(caller, booking_id_of(booking_id), session_id)
+        finally:
+            nudge.set()
+        if booking.failure_reason is FailureReason.PAYMENT_FAILED:
+            raise ApiError(402, "PAYMENT_FAILED", "the payment for this booking failed")
+        return booking_view(booking)
+
+    @post(
+        "/{booking_id:str}/cancel",
+        status_code=200,
+        summary="Cancel a PENDING booking of the caller",
+        description="Releases the seats and abandons the checkout. Other states answer 409.",
+        responses={
+            200: ResponseSpec(
+                BookingView,
+                description="The cancelled booking",
+                examples=[examples.CANCELLED_EXAMPLE],
+                generate_examples=False,
+            ),
+            **examples.problems(400, 401, 403, 404, 409, 503),
+        },
+    )
+    @inject
+    async def cancel(
+        self,
+        booking_id: BookingId,
+        caller: FromDishka[Principal],
+        cancel: FromDishka[CancelBooking],
+        nudge: FromDishka[RelayNudge],
+    ) -> BookingView:
+        require_role(caller, *BOOKING_ROLES)
+        try:
+            booking = await cancel(caller, booking_id_of(booking_id))
+        finally:
+            nudge.set()
+        return booking_view(booking)
+
+
+_WIRE_STATUSES = {
+    s.value: s for s in (PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.PENDING)
+}
+
+
+def _result_of(payload: WebhookPayload) -> PaymentResult:
+    status = _WIRE_STATUSES.get(payload.status.upper())
+    if status is None:
+        raise ApiError(422, "VALIDATION_FAILED", "status must be COMPLETED, FAILED or PENDING")
+    try:
+        amount = Money.from_major(payload.amount) if payload.amount is not None else None
+    except DomainError:
+        raise ApiError(422, "VALIDATION_FAILED", "amount is not an amount") from None
+    return PaymentResult(payload.session_id, status, payload.booking_id, amount)
+
+
+@post(
+    "/api/v1/payments/webhook",
+    status_code=200,
+    tags=["payments"],
+    summary="A payment result pushed by the payment side (signed)",
+    description=(
+        '`Booking-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "{t}.{raw body}">` with '
+        "the shared BOOKING_WEBHOOK_SECRET. Stale, forged, replayed or malformed calls change "
+        "nothing and get a 4xx; an unknown session is acknowledged (202) without effect."
+    ),
+    responses={
+        200: ResponseSpec(
+            WebhookAck,
+            description="Applied to its booking",
+            examples=[examples.WEBHOOK_ACK_EXAMPLE],
+            generate_examples=False,
+        ),
+        202: ResponseSpec(WebhookAck, description="Unknown session: acknowledged, no effect"),
+        **examples.problems(400, 401, 409, 413, 422, 503),
+    },
+)
+@inject
+async def payment_webhook(
+    request: Request[Any, Any, Any],
+    verifier: FromDishka[WebhookVerifier],
+    apply: FromDishka[ApplyPaymentResult],
+    nudge: FromDishka[RelayNudge],
+    signature: Annotated[
+        str | None, Parameter(header=SIGNATURE_HEADER, required=False, description="t=…,v1=…")
+    ] = None,
+) -> Response[WebhookAck]:
+    if not verifier.enabled:
+        raise ApiError(404, "NOT_FOUND", "webhooks are not enabled on this service")
+    body = await request.body()  # the raw bytes are what is signed: verify before decoding
+    key = await verifier.verify(signature, body)
+    try:
+        try:
+            payload = msgspec.json.decode(body, type=WebhookPayload)
+        except msgspec.DecodeError:
+            raise ApiError(422, "VALIDATION_FAILED", "the body is not a payment result") from None
+        result = _result_of(payload)
+        try:
+            booking = await apply(result, booking_id=None, actor="webhook")
+        except BookingNotFound:
+            await verifier.settled(key, 202)
+            return Response(WebhookAck("ignored"), status_code=202)
+        except PaymentMismatch:
+            await verifier.settled(key, 422)
+            raise
+        nudge.set()
+    except ApiError as exc:
+        await verifier.settled(key, exc.status)
+        raise
+    except PaymentMismatch:
+        raise
+    except Exception:
+        await verifier.failed(key)  # a 5xx: the payment side may deliver it again
+        raise
+    await verifier.settled(key, 200)
+    return Response(
+        WebhookAck("applied", booking.booking_id, booking.status.value), status_code=200
+    )
