@@ -74,7 +74,7 @@ class Registry:
 
 
 def build_routes(registry: Registry) -> list[HTTPRouteHandler]:
-    @post("/eureka/apps/{app:str}", status_code=204)
+    @post("/eureka/apps/{app:str}", status_code=200)  # answers 204 itself
     async def register(request: Request[Any, Any, Any], app: str) -> Response[Any]:
         body = await json_body(request)
         instance = body.get("instance") if isinstance(body, dict) else None

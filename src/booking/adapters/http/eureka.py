@@ -245,6 +245,8 @@ class EurekaServiceDirectory:
         params: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """One registry call (idempotent, retried), tried on each zone until one answers."""
+        if self._client.is_closed:
+            raise DependencyUnavailable("the Eureka directory is closed", dependency=dependency)
         last: Exception | None = None
         for zone in self._zones:
             url = httpx.URL(zone + path, params=params)
