@@ -77,6 +77,7 @@ class SqlUnitOfWork:
             await self.connection.commit()
 
     async def rollback(self) -> None:
+        self._repository.forget_reads()
         with database_errors("rollback"):
             await self.connection.rollback()
 
