@@ -28,8 +28,8 @@ async def seat_lock(request: pytest.FixtureRequest) -> AsyncIterator[SeatLock]:
         return
     redis_url: str = request.getfixturevalue("redis_url")
     prefix: str = request.getfixturevalue("redis_key_prefix")
-    client = create_redis_client(redis_url)
-    # A roomy call timeout: the 200-way race opens many connections at once on a small machine.
+    # Roomy timeouts: the 200-way race opens many connections at once on a small, busy machine.
+    client = create_redis_client(redis_url, socket_timeout=2.0, connect_timeout=2.0)
     yield RedisSeatLock(client, key_prefix=f"{prefix}:contract", call_timeout=5.0)
     await client.aclose()
 

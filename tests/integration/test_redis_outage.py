@@ -40,10 +40,11 @@ def monotonic() -> ManualMonotonic:
 async def lock(
     private_redis: RedisServer, monotonic: ManualMonotonic
 ) -> AsyncIterator[RedisSeatLock]:
-    client = create_redis_client(private_redis.url)
+    # Timeouts roomy enough for a busy test machine; the frozen-server test waits them out once.
+    client = create_redis_client(private_redis.url, socket_timeout=1.0, connect_timeout=1.0)
     yield RedisSeatLock(
         client,
-        call_timeout=1.0,
+        call_timeout=2.0,
         failure_threshold=THRESHOLD,
         reset_after=RESET_AFTER,
         monotonic=monotonic,
@@ -143,8 +144,8 @@ async def test_hung_redis_times_out_into_unavailable(
 
 async def test_breaker_recovers_by_itself_with_real_time(private_redis: RedisServer) -> None:
     """With the system clock the breaker re-probes after its pause: holds come back unaided."""
-    client = create_redis_client(private_redis.url)
-    lock = RedisSeatLock(client, failure_threshold=1, reset_after=0.2, call_timeout=1.0)
+    client = create_redis_client(private_redis.url, socket_timeout=1.0, connect_timeout=1.0)
+    lock = RedisSeatLock(client, failure_threshold=1, reset_after=0.2, call_timeout=2.0)
     try:
         private_redis.stop()
         with pytest.raises(SeatLockUnavailable):

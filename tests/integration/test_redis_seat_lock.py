@@ -19,7 +19,7 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[Redis]:
-    redis = create_redis_client(redis_url)
+    redis = create_redis_client(redis_url, socket_timeout=2.0, connect_timeout=2.0)
     yield redis
     await redis.aclose()
 
@@ -85,7 +85,7 @@ async def test_non_positive_ttl_is_refused(client: Redis, prefix: str) -> None:
 
 async def test_scripts_survive_a_script_cache_flush(private_redis: RedisServer) -> None:
     """After SCRIPT FLUSH (a restarted or failed-over server) the scripts are loaded again."""
-    client = create_redis_client(private_redis.url)
+    client = create_redis_client(private_redis.url, socket_timeout=2.0, connect_timeout=2.0)
     try:
         lock = RedisSeatLock(client)
         await lock.acquire(12, [1], "booking:1", timedelta(seconds=10))
