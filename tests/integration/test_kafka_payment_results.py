@@ -329,6 +329,18 @@ async def test_consumer_waits_for_a_broker_that_starts_later(
     assert handler.sessions == ["cs_late"]
 
 
+async def test_stop_before_the_run_began_ends_it(
+    kafka_broker: KafkaBroker, topic: str, group: str
+) -> None:
+    """A stop() issued right after the task was created (before it ran) still ends the run."""
+    consumer = make_consumer(kafka_broker.bootstrap, topic, group, Recorder())
+    task = asyncio.create_task(consumer.run())
+    await consumer.stop(grace=5.0)
+    await asyncio.wait({task}, timeout=10)
+    assert task.done()
+    assert not task.cancelled()
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

@@ -126,17 +126,19 @@ class KafkaPaymentResultConsumer:
         return self._topic
 
     async def run(self) -> None:
-        """Consume until `stop()` is called or the task is cancelled."""
+        """Consume until `stop()` is called or the task is cancelled (one run per instance;
+        a `stop()` that comes before the run began still counts)."""
         self._task = asyncio.current_task()
-        self._stopping.clear()
-        consumer = await self._start()
-        if consumer is None:
-            return
         try:
-            while not self._stopping.is_set():
-                await self._poll_once(consumer)
+            consumer = await self._start()
+            if consumer is None:
+                return
+            try:
+                while not self._stopping.is_set():
+                    await self._poll_once(consumer)
+            finally:
+                await _stop(consumer, self._request_timeout)
         finally:
-            await _stop(consumer, self._request_timeout)
             self._task = None
 
     async def stop(self, grace: float = 15.0) -> None:
@@ -173,6 +175,9 @@ class KafkaPaymentResultConsumer:
                 log.warning("payment-results consumer cannot start: %r; retrying", exc)
                 await self._pause()
                 continue
+            except asyncio.CancelledError:
+                await _stop(consumer, 1.0)
+                raise
             self._failures = 0
             return consumer
         return None
