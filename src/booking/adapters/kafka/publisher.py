@@ -29,6 +29,8 @@ class KafkaEventPublisher:
       (at-least-once).
     - The producer starts on first use. When the broker goes away the producer reconnects by
       itself; after a non-retriable error it is dropped and a fresh one starts on the next call.
+    - `linger_ms` is small because each publish awaits its acknowledgement: a longer linger only
+      batches concurrent publishes and delays a sequential relay by that much per event.
     - `enable_idempotence` is on by default (Kafka's own duplicate filter on producer retries);
       brokers that refuse it (the Tansu test broker) need it off.
     """
@@ -39,7 +41,7 @@ class KafkaEventPublisher:
         *,
         enable_idempotence: bool = True,
         client_id: str = "booking-service",
-        linger_ms: int = 5,
+        linger_ms: int = 1,
         request_timeout: float = 10.0,
     ) -> None:
         if request_timeout <= 0:
