@@ -169,6 +169,9 @@ class _MemoryRepository:
         return [_fresh(b) for b in due[:limit]]
 
     async def release_claims(self, booking_id: int) -> None:
+        booking = self._s.bookings.get(booking_id)
+        if booking is not None and booking.status.is_live:
+            return  # a live booking always holds its seats
         for key in [k for k, owner in self._s.claims.items() if owner == booking_id]:
             del self._s.claims[key]
 
