@@ -29,9 +29,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="0 picks a free port (see --port-file)")
     parser.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--demo-show",
+        type=int,
+        metavar="SHOW_ID",
+        help="theater only: seed this show with 5 rows of 10 seats (ids SHOW_ID*1000+1...)",
+    )
     args = parser.parse_args(argv)
     port = DEFAULT_PORTS[args.service] if args.port is None else args.port
-    asyncio.run(_serve(APPS[args.service](), args.host, port, args.port_file, args.log_level))
+    if args.demo_show is not None and args.service != "theater":
+        parser.error("--demo-show is for the theater service")
+    app = theater.create_app(args.demo_show) if args.service == "theater" else APPS[args.service]()
+    asyncio.run(_serve(app, args.host, port, args.port_file, args.log_level))
 
 
 async def _serve(

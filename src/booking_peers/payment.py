@@ -242,7 +242,15 @@ def build_routes(state: PaymentState) -> list[HTTPRouteHandler]:  # noqa: PLR091
 
     @post("/checkout/{session_id:str}/{action:str}", status_code=200)
     async def checkout_action(session_id: str, action: str) -> Response[Any]:
-        return _apply(state, session_id, action)
+        answer = _apply(state, session_id, action)
+        checkout = state.checkouts.get(session_id)
+        back = None
+        if checkout is not None and answer.status_code == 200:
+            back = checkout.success_url if action == "pay" else checkout.cancel_url
+        if back:
+            # Like the hosted checkout page: back to the shop after paying or giving up.
+            return Response(content=b"", status_code=303, headers={"Location": back})
+        return answer
 
     @post("/__control/sessions", status_code=201)
     async def seed_session(request: Request[Any, Any, Any]) -> Response[Any]:

@@ -270,9 +270,14 @@ def build_routes(state: TheaterState) -> list[HTTPRouteHandler]:
     ]
 
 
-def create_app() -> FaultInjector:
-    """The Theater Service as an ASGI app, wrapped with switchable faults."""
+def create_app(demo_show: int | None = None) -> FaultInjector:
+    """The Theater Service as an ASGI app, wrapped with switchable faults.
+
+    With `demo_show`, that show starts with 5 rows of 10 AVAILABLE seats.
+    """
     state = TheaterState()
+    if demo_show is not None:
+        state.seed({"showId": demo_show, "rows": 5, "columns": 10})
     app = Litestar(route_handlers=build_routes(state), openapi_config=None)
     app.state.theater = state
     return FaultInjector(app)

@@ -412,3 +412,26 @@ async def test_the_base_url_can_come_from_a_service_directory(payment: PaymentPe
     finally:
         await found.aclose()
         await lost.aclose()
+
+
+async def test_configured_return_urls_are_sent_and_the_checkout_page_uses_them(
+    payment: PaymentPeer,
+) -> None:
+    """successUrl/cancelUrl go with create; paying on the checkout page returns to successUrl."""
+    gw = HttpPaymentGateway(
+        base_url=payment.url,
+        timeout=0.5,
+        success_url="https://shop.example/paid",
+        cancel_url="https://shop.example/cancelled",
+    )
+    try:
+        session = await gw.create_checkout(new_booking_id(), PRICE, USER)
+    finally:
+        await gw.aclose()
+    [sent] = payment.requests(CREATE)
+    assert sent["body"]["successUrl"] == "https://shop.example/paid"
+    assert sent["body"]["cancelUrl"] == "https://shop.example/cancelled"
+    assert payment.client.get(session.url).status_code == 200
+    paid = payment.client.post(f"{session.url}/pay")
+    assert (paid.status_code, paid.headers["location"]) == (303, "https://shop.example/paid")
+    assert payment.session(session.session_id)["paymentStatus"] == "COMPLETED"
