@@ -208,6 +208,7 @@ class Bench:
             theater=self.theater.url,
             holds=holds,
             pool_size=self.o.pool_size,
+            data_dir=self.work / "data",
         )
 
     def start_service(self, *, holds: bool) -> Service:
@@ -315,11 +316,18 @@ class Bench:
         o = self.o
         show = self.show()
         seed_show(self.theater, show, 1, o.hall)
-        claimed_sql = f"SELECT count(*) FROM booking_seats WHERE show_id = {show} AND claimed"
+        claimed_sql = f"SELECT seat_id FROM booking_seats WHERE show_id = {show} AND claimed"
         progress = {"n": -1, "since": time.monotonic()}
+        seatmap = self.work / f"{key}-seatmap.txt"
+        seatmap.write_text("".join(f"{s}\n" for s in range(1, o.hall + 1)))
 
         def sold_out() -> bool:
-            n = int(psql(self.db, claimed_sql))
+            claimed = {int(x) for x in psql(self.db, claimed_sql).split()}
+            # The seat map the clients look at: what the database has not claimed yet.
+            fresh = seatmap.with_suffix(".tmp")
+            fresh.write_text("".join(f"{s}\n" for s in range(1, o.hall + 1) if s not in claimed))
+            fresh.replace(seatmap)
+            n = len(claimed)
             if n != progress["n"]:
                 progress.update(n=n, since=time.monotonic())
             # Sold out, or no seat sold for 5 s (the clients believe the rest is gone).
@@ -331,7 +339,12 @@ class Bench:
             mode="onsale",
             connections=o.onsale_clients,
             duration=o.onsale_limit,
-            env={"BENCH_SHOW": str(show), "BENCH_FIRST_SEAT": "1", "BENCH_SEATS": str(o.hall)},
+            env={
+                "BENCH_SHOW": str(show),
+                "BENCH_FIRST_SEAT": "1",
+                "BENCH_SEATS": str(o.hall),
+                "BENCH_SEATMAP": str(seatmap),
+            },
             meter=self.meter(),
             stop_when=sold_out,
             poll=0.2,
@@ -359,7 +372,8 @@ class Bench:
         rows = psql(
             self.db,
             "SELECT s.seat_id, count(*) FROM booking_seats s "
-            f"JOIN bookings b ON b.id = s.booking_id WHERE b.show_id = {show} AND b.status IN {live} GROUP BY s.seat_id",
+            f"JOIN bookings b ON b.id = s.booking_id WHERE b.show_id = {show} "
+            f"AND b.status IN {live} GROUP BY s.seat_id",
         )
         per_seat = {
             int(a): int(b) for a, b in (line.split("|") for line in rows.splitlines() if line)

@@ -352,6 +352,7 @@ def service_env(
     theater: str,
     holds: bool,
     pool_size: int,
+    data_dir: Path,
 ) -> dict[str, str]:
     env = {
         "BOOKING_DATABASE_URL": database_url(database),
@@ -362,7 +363,7 @@ def service_env(
         "BOOKING_THEATER_SERVICE_URL": theater,
         "BOOKING_AUTH_MODE": "gateway",
         "BOOKING_LOG_LEVEL": "WARNING",
-        "BOOKING_DATA_DIR": str(ROOT / ".bench-data"),
+        "BOOKING_DATA_DIR": str(data_dir),
     }
     if holds:
         env["BOOKING_REDIS_URL"] = redis_url()

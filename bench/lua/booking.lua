@@ -3,9 +3,11 @@
 --
 -- Configured by environment variables (read once per Lua state):
 --   BENCH_MODE     onsale | steady | read | held
---                  onsale: 1-4 random seats of the hall; a client forgets seats it was told
---                          are taken (201: its own, 409: the seatIds of the problem) and stops
---                          when it believes the hall is sold out.
+--                  onsale: 1-4 random seats among those the client believes free: the seat
+--                          map (BENCH_SEATMAP, rewritten by the orchestrator from the database
+--                          a few times a second, re-read every BENCH_MAP_MS) less the seats it
+--                          was told since are taken (201: its own; 409: the problem's
+--                          seatIds). It stops when it believes the hall is sold out.
 --                  steady: 1-4 consecutive fresh seats from this thread's own slice (no
 --                          conflicts by construction); stops when the slice is used up.
 --                  held:   like onsale but never forgets: every seat is expected to be taken
@@ -17,6 +19,8 @@
 --   BENCH_RATE     total requests/s for an open loop (constant arrival rate, latency measured
 --                  from the intended send time as wrk2 does); 0 or unset: closed loop
 --   BENCH_IDS      file of "booking_id user_id" lines (read mode)
+--   BENCH_SEATMAP  file of the free seat ids, one per line (onsale mode; optional)
+--   BENCH_MAP_MS   how often a client re-reads the seat map (default 250 ms)
 --   BENCH_OUT      where done() writes the per-request record (JSON)
 local ffi = require("ffi")
 ffi.cdef [[
@@ -46,6 +50,8 @@ local first_seat = env_number("BENCH_FIRST_SEAT", 1)
 local seat_count = env_number("BENCH_SEATS", 1000)
 local nthreads = env_number("BENCH_THREADS", 1)
 local rate = env_number("BENCH_RATE", 0)
+local seatmap = os.getenv("BENCH_SEATMAP")
+local map_every = env_number("BENCH_MAP_MS", 250) * 1000
 
 -- ---------------------------------------------------------------------------------------------
 -- Main state: number the threads, then gather their records in done().
@@ -124,6 +130,32 @@ local sent_at, intended = 0, 0
 local interval = 0 -- open loop: microseconds between this thread's requests
 local next_due = 0
 local user = 0
+
+local map_read_at = 0
+
+-- Replace the believed-free seats by the seat map, when it is due and readable.
+local function refresh_map(now)
+  if seatmap == nil or seatmap == "" or now - map_read_at < map_every then
+    return
+  end
+  map_read_at = now
+  local file = io.open(seatmap, "r")
+  if file == nil then
+    return
+  end
+  local seats = {}
+  for line in file:lines() do
+    local seat = tonumber(line)
+    if seat then
+      seats[#seats + 1] = seat
+    end
+  end
+  file:close()
+  free, where = seats, {}
+  for i, seat in ipairs(seats) do
+    where[seat] = i
+  end
+end
 
 local function forget(seat)
   local i = where[seat]
@@ -231,6 +263,9 @@ function request()
     return booking_request(asked)
   end
   -- onsale / held: k distinct random seats among those believed free.
+  if mode == "onsale" then
+    refresh_map(now)
+  end
   if #free == 0 then
     stop()
     return booking_request({ first_seat })
