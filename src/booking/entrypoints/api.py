@@ -9,8 +9,10 @@ import msgspec
 from dishka import FromDishka
 from dishka.integrations.litestar import inject
 from litestar import Controller, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Body, Parameter
+from litestar.params import Body, HeaderParameter, PathParameter, QueryParameter
 
 from booking.application.create import CreateBooking
 from booking.application.errors import BookingNotFound
@@ -29,7 +31,7 @@ from booking.entrypoints.identity import (
     parse_user_id,
     require_role,
 )
-from booking.entrypoints.problems import ApiError
+from booking.entrypoints.problems import ApiError, decode_strict
 from booking.entrypoints.schemas import (
     BookingPage,
     BookingView,
@@ -52,7 +54,7 @@ BASE = "/api/v1/bookings"
 
 BookingId = Annotated[
     str,
-    Parameter(
+    PathParameter(
         description="the booking id (a positive 64-bit integer)",
         schema_extra={"type": "integer", "format": "int64", "minimum": 1},
     ),
@@ -71,9 +73,19 @@ def _json(view: msgspec.Struct) -> bytes:
     return msgspec.json.encode(view)
 
 
+async def authenticated(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard: identity first (401), then the role the handler names in `opt["roles"]` (403),
+    before the body is even read. The Principal is cached in the request's container."""
+    caller = await connection.state.dishka_container.get(Principal)
+    require_role(caller, *handler.opt.get("roles", BOOKING_ROLES))
+
+
 class BookingController(Controller):
     path = BASE
     tags = ["bookings"]  # noqa: RUF012 - Litestar's class attribute
+    guards = [authenticated]  # noqa: RUF012
 
     @post(
         "/",
@@ -107,14 +119,15 @@ class BookingController(Controller):
         nudge: FromDishka[RelayNudge],
         idempotency_key: Annotated[
             str | None,
-            Parameter(
-                header=IDEMPOTENCY_HEADER,
+            HeaderParameter(
+                name=IDEMPOTENCY_HEADER,
                 description="1-255 visible ASCII characters, unique per intended booking",
                 required=False,
             ),
         ] = None,
     ) -> Response[BookingView]:
-        require_role(caller, *BOOKING_ROLES)
+        # Litestar's decoding coerces "1" into 1; the contract wants JSON integers only.
+        data = decode_strict(await request.body(), CreateBookingRequest)
         key = parse_key(idempotency_key)
 
         async def run() -> tuple[int, bytes, int | None]:
@@ -157,15 +170,14 @@ class BookingController(Controller):
         caller: FromDishka[Principal],
         queries: FromDishka[BookingQueries],
         status_filter: Annotated[
-            BookingStatus | None, Parameter(query="status", description="only this status")
+            BookingStatus | None, QueryParameter(name="status", description="only this status")
         ] = None,
-        limit: Annotated[int, Parameter(ge=1, le=100, description="page size")] = 20,
+        limit: Annotated[int, QueryParameter(ge=1, le=100, description="page size")] = 20,
         cursor: Annotated[
             str | None,
-            Parameter(max_length=200, description="`nextCursor` of the previous page"),
+            QueryParameter(max_length=200, description="`nextCursor` of the previous page"),
         ] = None,
     ) -> BookingPage:
-        require_role(caller, *BOOKING_ROLES)
         after = None
         if cursor is not None:
             after = decode_cursor(cursor)
@@ -194,11 +206,11 @@ class BookingController(Controller):
         caller: FromDishka[Principal],
         queries: FromDishka[BookingQueries],
     ) -> BookingView:
-        require_role(caller, *BOOKING_ROLES)
         return booking_view(await queries.get(caller, booking_id_of(booking_id)))
 
     @get(
         "/{booking_id:str}/seats",
+        opt={"roles": SEAT_READER_ROLES},
         summary="The seats of a booking (owner or service account)",
         description="The Notification Service reads the ticket data here after booking_success.",
         responses={
@@ -218,7 +230,6 @@ class BookingController(Controller):
         caller: FromDishka[Principal],
         queries: FromDishka[BookingQueries],
     ) -> list[SeatView]:
-        require_role(caller, *SEAT_READER_ROLES)
         return [seat_view(s) for s in await queries.seats(caller, booking_id_of(booking_id))]
 
     @get(
@@ -247,10 +258,9 @@ class BookingController(Controller):
         nudge: FromDishka[RelayNudge],
         session_id: Annotated[
             str | None,
-            Parameter(query="sessionId", max_length=255, description="the checkout session"),
+            QueryParameter(name="sessionId", max_length=255, description="the checkout session"),
         ] = None,
     ) -> BookingView:
-        require_role(caller, *BOOKING_ROLES)
         try:
             booking = await verify(caller, booking_id_of(booking_id), session_id)
         finally:
@@ -282,7 +292,6 @@ class BookingController(Controller):
         cancel: FromDishka[CancelBooking],
         nudge: FromDishka[RelayNudge],
     ) -> BookingView:
-        require_role(caller, *BOOKING_ROLES)
         try:
             booking = await cancel(caller, booking_id_of(booking_id))
         finally:
@@ -334,7 +343,7 @@ async def payment_webhook(
     apply: FromDishka[ApplyPaymentResult],
     nudge: FromDishka[RelayNudge],
     signature: Annotated[
-        str | None, Parameter(header=SIGNATURE_HEADER, required=False, description="t=…,v1=…")
+        str | None, HeaderParameter(name=SIGNATURE_HEADER, required=False, description="t=…,v1=…")
     ] = None,
 ) -> Response[WebhookAck]:
     if not verifier.enabled:
@@ -342,10 +351,7 @@ async def payment_webhook(
     body = await request.body()  # the raw bytes are what is signed: verify before decoding
     key = await verifier.verify(signature, body)
     try:
-        try:
-            payload = msgspec.json.decode(body, type=WebhookPayload)
-        except msgspec.DecodeError:
-            raise ApiError(422, "VALIDATION_FAILED", "the body is not a payment result") from None
+        payload = decode_strict(body, WebhookPayload)
         result = _result_of(payload)
         try:
             booking = await apply(result, booking_id=None, actor="webhook")

@@ -7,6 +7,7 @@ from html import escape
 from dishka import FromDishka
 from dishka.integrations.litestar import inject
 from litestar import MediaType, Response, get, post
+from litestar.params import FromPath
 from litestar.response import Redirect
 
 from booking.adapters.sandbox.payment import Checkout, SandboxPaymentGateway
@@ -76,7 +77,7 @@ def _owner(checkout: Checkout) -> Principal:
 @get(f"{PATH}/{{session_id:str}}", include_in_schema=False, media_type=MediaType.HTML)
 @inject
 async def checkout_page(
-    session_id: str,
+    session_id: FromPath[str],
     gateway: FromDishka[PaymentGateway],
     queries: FromDishka[BookingQueries],
 ) -> Response[str]:
@@ -103,7 +104,7 @@ async def checkout_page(
 
 
 async def _settle(
-    session_id: str,
+    session_id: FromPath[str],
     status: PaymentStatus,
     gateway: PaymentGateway,
     apply: ApplyPaymentResult,
@@ -123,7 +124,7 @@ async def _settle(
 @post(f"{PATH}/{{session_id:str}}/pay", include_in_schema=False, status_code=303)
 @inject
 async def pay(
-    session_id: str,
+    session_id: FromPath[str],
     gateway: FromDishka[PaymentGateway],
     apply: FromDishka[ApplyPaymentResult],
     nudge: FromDishka[RelayNudge],
@@ -134,7 +135,7 @@ async def pay(
 @post(f"{PATH}/{{session_id:str}}/decline", include_in_schema=False, status_code=303)
 @inject
 async def decline(
-    session_id: str,
+    session_id: FromPath[str],
     gateway: FromDishka[PaymentGateway],
     apply: FromDishka[ApplyPaymentResult],
     nudge: FromDishka[RelayNudge],
