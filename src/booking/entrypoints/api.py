@@ -14,6 +14,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, HeaderParameter, PathParameter, QueryParameter
 
+from booking.adapters.prometheus import PrometheusTelemetry
 from booking.application.create import CreateBooking
 from booking.application.errors import BookingNotFound
 from booking.application.payments import ApplyPaymentResult, VerifyPayment
@@ -45,7 +46,7 @@ from booking.entrypoints.schemas import (
     seat_view,
 )
 from booking.entrypoints.settings import Settings
-from booking.entrypoints.webhook import SIGNATURE_HEADER, WebhookVerifier
+from booking.entrypoints.webhook import SIGNATURE_HEADER, WebhookRefused, WebhookVerifier
 from booking.entrypoints.workers import RelayNudge
 from booking.ports.clock import Clock
 from booking.ports.idempotency import IdempotencyStore
@@ -342,35 +343,35 @@ async def payment_webhook(
     verifier: FromDishka[WebhookVerifier],
     apply: FromDishka[ApplyPaymentResult],
     nudge: FromDishka[RelayNudge],
+    metrics: FromDishka[PrometheusTelemetry],
     signature: Annotated[
         str | None, HeaderParameter(name=SIGNATURE_HEADER, required=False, description="t=…,v1=…")
     ] = None,
 ) -> Response[WebhookAck]:
-    if not verifier.enabled:
-        raise ApiError(404, "NOT_FOUND", "webhooks are not enabled on this service")
     body = await request.body()  # the raw bytes are what is signed: verify before decoding
-    key = await verifier.verify(signature, body)
     try:
-        payload = decode_strict(body, WebhookPayload)
-        result = _result_of(payload)
-        try:
-            booking = await apply(result, booking_id=None, actor="webhook")
-        except BookingNotFound:
-            await verifier.settled(key, 202)
-            return Response(WebhookAck("ignored"), status_code=202)
-        except PaymentMismatch:
-            await verifier.settled(key, 422)
-            raise
-        nudge.set()
-    except ApiError as exc:
-        await verifier.settled(key, exc.status)
+        key = await verifier.verify(signature, body)
+    except WebhookRefused:
+        metrics.webhook("refused")
         raise
-    except PaymentMismatch:
+    try:
+        result = _result_of(decode_strict(body, WebhookPayload))
+        booking = await apply(result, booking_id=None, actor="webhook")
+    except BookingNotFound:
+        await verifier.settled(key, 202)
+        metrics.webhook("ignored")
+        return Response(WebhookAck("ignored"), status_code=202)
+    except (ApiError, PaymentMismatch) as exc:
+        await verifier.settled(key, exc.status if isinstance(exc, ApiError) else 422)
+        metrics.webhook("refused")
         raise
     except Exception:
         await verifier.failed(key)  # a 5xx: the payment side may deliver it again
         raise
+    finally:
+        nudge.set()
     await verifier.settled(key, 200)
+    metrics.webhook("applied")
     return Response(
         WebhookAck("applied", booking.booking_id, booking.status.value), status_code=200
     )

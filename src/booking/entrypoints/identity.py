@@ -188,22 +188,27 @@ class Authenticator:
         return Principal.of(user_id, _header(headers, "x-user-name"), roles)
 
     def _reconcile(self, token: Principal, headers: Mapping[str, str]) -> Principal:
-        forwarded = self._from_headers(headers)
-        if forwarded is None:
-            return token
         claimed_roles = _header(headers, "x-user-roles")
-        if claimed_roles is not None and not forwarded.roles <= token.roles:
-            raise Unauthenticated(
-                "IDENTITY_MISMATCH", "X-User-Roles claims roles the verified token does not hold"
-            )
-        if forwarded.user_id != token.user_id:
-            if not token.is_service:
+        if claimed_roles is not None:
+            claimed = Principal.of(token.user_id, None, claimed_roles.split(",")).roles
+            if not claimed <= token.roles:
                 raise Unauthenticated(
-                    "IDENTITY_MISMATCH", "X-User-Id contradicts the verified token"
+                    "IDENTITY_MISMATCH",
+                    "X-User-Roles claims roles the verified token does not hold",
                 )
-            # A service account acting for a booking's owner keeps only its own roles.
-            return Principal(forwarded.user_id, forwarded.username, token.roles)
         name = _header(headers, "x-user-name")
+        raw_id = _header(headers, "x-user-id")
+        if raw_id is not None:
+            user_id = parse_user_id(raw_id)
+            if user_id is None:
+                raise Unauthenticated("INVALID_IDENTITY", "X-User-Id must be a positive integer")
+            if user_id != token.user_id:
+                if not token.is_service:
+                    raise Unauthenticated(
+                        "IDENTITY_MISMATCH", "X-User-Id contradicts the verified token"
+                    )
+                # A service account acting for a booking's owner keeps only its own roles.
+                return Principal.of(user_id, name, list(token.roles))
         if name is not None and name != token.username:
             raise Unauthenticated("IDENTITY_MISMATCH", "X-User-Name contradicts the verified token")
         return token
