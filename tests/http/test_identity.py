@@ -188,3 +188,26 @@ async def test_gateway_jwt_service_account_reads_seats_for_the_owner(
     response = await api.client.get(f"{BASE}/{created['bookingId']}/seats", headers=headers)
     assert response.status_code == 200
     assert [s["seatId"] for s in response.json()] == [7]
+
+
+async def test_trusted_service_network_may_call_with_headers_only(make_api: ApiFactory) -> None:
+    """gateway+jwt: the Notification Service (no JWT) is identified by its headers only when
+    it calls from a configured service network; from elsewhere it needs a token."""
+    notification = {
+        "X-User-Id": "8",
+        "X-User-Name": "8_null",
+        "X-User-Roles": "ROLE_SERVICE_ACCOUNT",
+    }
+    strict = await make_api(settings_for(AuthMode.GATEWAY_JWT))
+    created = await strict.booked([8], user_id=8)
+    url = f"{BASE}/{created['bookingId']}/seats"
+    problem(await strict.client.get(url, headers=notification), 401, "UNAUTHENTICATED")
+
+    trusting = await make_api(
+        settings_for(AuthMode.GATEWAY_JWT, trusted_service_networks=("127.0.0.0/8",))
+    )
+    response = await trusting.client.get(url, headers=notification)
+    assert response.status_code == 200
+    assert [s["seatId"] for s in response.json()] == [8]
+    forged = auth(7) | {"X-User-Roles": "ROLE_SERVICE_ACCOUNT"}
+    problem(await trusting.client.get(url, headers=forged), 401, "IDENTITY_MISMATCH")

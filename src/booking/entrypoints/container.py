@@ -354,7 +354,7 @@ class BookingProvider(Provider):
     @provide(scope=Scope.REQUEST)
     def principal(self, request: Request, auth: Authenticator) -> Principal:  # type: ignore[type-arg]
         """The caller of this request; resolving it raises 401 without an identity."""
-        return auth.authenticate(request.headers)
+        return auth.authenticate(request.headers, request.client.host if request.client else None)
 
     @provide
     def webhook(

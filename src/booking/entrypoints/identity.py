@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -106,8 +107,10 @@ class Authenticator:
       among the pinned HMAC ones, `exp` and `sub` required, `none` refused); X-User-* ignored.
     - `gateway`: X-User-Id / X-User-Name / X-User-Roles trusted as sent.
     - `gateway+jwt`: the token is verified as in `jwt`, and identity headers that contradict
-      it are refused. A verified service account may name the user it acts for in X-User-Id
-      (the Notification Service's callback); nobody may claim a role the token lacks.
+      it are refused. A verified service account may name the user it acts for in X-User-Id;
+      nobody may claim a role the token lacks. Callers without a token from the configured
+      trusted service networks (the Notification Service, which sends headers only) are
+      identified by their headers; everyone else needs the token.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class Authenticator:
         key: bytes | None,
         algorithms: tuple[str, ...] = ("HS256", "HS384", "HS512"),
         leeway: float = 5.0,
+        trusted_networks: tuple[str, ...] = (),
     ) -> None:
         if mode is not AuthMode.GATEWAY and not key:
             raise ValueError(f"auth mode {mode} needs a JWT secret")
@@ -123,6 +127,7 @@ class Authenticator:
         self._key = key or b""
         self._algorithms = list(algorithms)
         self._leeway = leeway
+        self._trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_networks]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -130,10 +135,21 @@ class Authenticator:
         key = None
         if mode is not AuthMode.GATEWAY:
             key = base64.b64decode(settings.jwt_key_material())
-        return cls(mode, key, settings.jwt_algorithms, settings.jwt_leeway_seconds)
+        return cls(
+            mode,
+            key,
+            settings.jwt_algorithms,
+            settings.jwt_leeway_seconds,
+            settings.trusted_service_networks,
+        )
 
-    def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        if self.mode is AuthMode.GATEWAY:
+    def authenticate(self, headers: Mapping[str, str], client: str | None = None) -> Principal:
+        """`client` is the caller's address, for the trusted service networks."""
+        if self.mode is AuthMode.GATEWAY or (
+            self.mode is AuthMode.GATEWAY_JWT
+            and _header(headers, "authorization") is None
+            and self._is_trusted(client)
+        ):
             found = self._from_headers(headers)
             if found is None:
                 raise Unauthenticated("UNAUTHENTICATED", "identity headers are missing")
@@ -142,6 +158,16 @@ class Authenticator:
         if self.mode is AuthMode.JWT:
             return token
         return self._reconcile(token, headers)
+
+    def _is_trusted(self, client: str | None) -> bool:
+        """A service on the internal network (the Notification Service) sends headers only."""
+        if client is None or not self._trusted:
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
 
     # --- jwt ------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -142,6 +143,16 @@ def _dependencies(value: str) -> tuple[str, ...]:
     return names
 
 
+def _networks(value: str) -> tuple[str, ...]:
+    networks = _csv(value)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not a CIDR network") from None
+    return networks
+
+
 def _log_level(value: str) -> str:
     level = value.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -240,6 +251,14 @@ class Settings:
     )
     health_timeout_seconds: float = field(
         default=1.0, metadata=_spec(_positive_float, "timeout of one readiness probe")
+    )
+    trusted_service_networks: tuple[str, ...] = field(
+        default=(),
+        metadata=_spec(
+            _networks,
+            "gateway+jwt: CIDRs whose callers may identify by X-User-* headers alone "
+            "(the Notification Service sends no JWT)",
+        ),
     )
     instance_host: str | None = field(
         default=None, metadata=_spec(_str, "host name announced to Eureka")
