@@ -131,7 +131,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.with_overrides(run_workers=False)
     configure_logging(settings.log_level, json=settings.log_json)
     processes = args.workers or 1
-    if processes > 1 and (settings.is_embedded or settings.theater_service_url is None):
+    if processes > 1 and (settings.is_embedded or settings.uses_local_inventory):
         print(
             "booking: --workers > 1 needs the Payment and Theater services (the sandbox "
             "checkout and the demo inventory live in one process)",
@@ -143,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(asyncio.run(_migrate(settings)), file=sys.stderr)
     seats: list[int] = []
-    if settings.theater_service_url is None and settings.eureka_url is None:
+    if settings.uses_local_inventory:
         seats = asyncio.run(_free_demo_seats(settings, 2))
     print(_banner(settings, seats), flush=True)
 

@@ -384,7 +384,7 @@ class BookingProvider(Provider):
     ) -> HealthChecks:
         required = set(settings.readiness_required)
         probes = [
-            Probe("database", "database" in required, uow.ping),
+            Probe("database", "database" in required, uow.ping, _database_kind(settings)),
             Probe("redis", "redis" in required, seat_lock.ping, _kind(seat_lock, "redis")),
             Probe("kafka", "kafka" in required, publisher.ping, _kind(publisher, "kafka")),
             Probe("payment", "payment" in required, payment.ping, _kind(payment, "http")),
@@ -417,6 +417,11 @@ class BookingProvider(Provider):
             kafka_bootstrap=settings.kafka_bootstrap_servers,
             payment_results_topic=settings.payment_results_topic,
         )
+
+
+def _database_kind(settings: Settings) -> str:
+    url = settings.resolved_database_url
+    return "embedded" if url.startswith(("memory", "sqlite")) else "postgresql"
 
 
 def _kind(adapter: object, remote: str) -> str:

@@ -25,7 +25,7 @@ class Probe:
     kind: str = "remote"
 
 
-class DependencyStatus(msgspec.Struct, rename="camel"):
+class DependencyStatus(msgspec.Struct, rename="camel", omit_defaults=True):
     status: str
     required: bool
     kind: str

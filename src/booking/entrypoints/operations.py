@@ -16,7 +16,7 @@ _READY_EXAMPLE = Example(
     value={
         "status": "DEGRADED",
         "checks": {
-            "database": {"status": "UP", "required": True, "kind": "remote"},
+            "database": {"status": "UP", "required": True, "kind": "postgresql"},
             "redis": {
                 "status": "DOWN",
                 "required": False,

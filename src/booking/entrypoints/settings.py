@@ -168,7 +168,9 @@ def _spec(parse: Callable[[str], Any], help_text: str) -> dict[str, Any]:
 class Settings:
     """Every setting of the service. Unset optional URLs select the embedded stand-ins."""
 
-    data_dir: str = field(default=".booking", metadata=_spec(_str, "embedded data directory"))
+    data_dir: str = field(
+        default="var", metadata=_spec(_str, "embedded data: SQLite file, dev JWT secret")
+    )
     database_url: str | None = field(
         default=None,
         metadata=_spec(_database_url, "postgresql:// or sqlite:/// (default: data dir file)"),
@@ -297,8 +299,13 @@ class Settings:
 
     @property
     def is_embedded(self) -> bool:
-        """No peer service configured: the local inventory and sandbox checkout serve."""
+        """No Payment Service configured: the sandbox checkout serves."""
         return self.payment_service_url is None and self.eureka_url is None
+
+    @property
+    def uses_local_inventory(self) -> bool:
+        """No Theater Service configured: the local demo inventory serves."""
+        return self.theater_service_url is None and self.eureka_url is None
 
     def dev_secret_path(self) -> Path:
         return Path(self.data_dir) / "dev-jwt-secret"
