@@ -87,6 +87,7 @@ async def test_openapi_documents_every_endpoint_with_examples(api: Api) -> None:
     for path, method in expected:
         responses = paths[path][method]["responses"]
         assert any("examples" in str(r) for r in responses.values()), (path, method)
+    assert "examples" in str(paths["/api/v1/payments/webhook"]["post"]["requestBody"])
     create = paths["/api/v1/bookings"]["post"]
     assert "examples" in str(create["requestBody"])
     assert "409" in create["responses"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -12,6 +13,13 @@ from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.params import Body, HeaderParameter, PathParameter, QueryParameter
 
 from booking.adapters.prometheus import PrometheusTelemetry
@@ -316,9 +324,40 @@ def _result_of(payload: WebhookPayload) -> PaymentResult:
     return PaymentResult(payload.session_id, status, payload.booking_id, amount)
 
 
+@dataclass
+class _WebhookOperation(Operation):
+    """The webhook reads its raw body (the signature covers the bytes), so its request body is
+    documented here rather than inferred from a `data` parameter."""
+
+    def __post_init__(self) -> None:
+        text = Schema(type=OpenAPIType.STRING)
+        self.request_body = RequestBody(
+            required=True,
+            description="A payment result; amount in rupees",
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        required=["sessionId", "status"],
+                        properties={
+                            "sessionId": text,
+                            "status": Schema(
+                                type=OpenAPIType.STRING, enum=["COMPLETED", "FAILED", "PENDING"]
+                            ),
+                            "bookingId": Schema(type=OpenAPIType.INTEGER, minimum=1),
+                            "amount": Schema(type=OpenAPIType.NUMBER),
+                        },
+                    ),
+                    examples={"completed": examples.WEBHOOK_EXAMPLE},
+                )
+            },
+        )
+
+
 @post(
     "/api/v1/payments/webhook",
     status_code=200,
+    operation_class=_WebhookOperation,
     tags=["payments"],
     summary="A payment result pushed by the payment side (signed)",
     description=(
