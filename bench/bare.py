@@ -107,6 +107,9 @@ def main() -> None:
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=10,
+        # uvicorn kills a worker whose startup takes longer (default 5 s): on a loaded 2-core
+        # machine the import alone can, and the workers are then restarted forever.
+        timeout_worker_healthcheck=60,
         server_header=False,
         proxy_headers=True,
     )

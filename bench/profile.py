@@ -37,13 +37,21 @@ def _short(frame: str) -> str:
     return f"{found['func']} ({file})"
 
 
+_PROCESS = re.compile(r'^(process \d+:"[^"]*";)+')
+# Threads that only wait: uvicorn's health-check answerer and the multiprocessing machinery
+# (py-spy sometimes counts their blocking reads as running).
+_BACKGROUND = ("always_pong", "resource_tracker", "Multiprocess.run", "_monitor (")
+
+
 def load(path: Path) -> list[tuple[list[str], int]]:
     stacks = []
     for line in path.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
+        stack, _, count = _PROCESS.sub("", line).rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
+        frames = [f for f in stack.split(";") if f]
+        if any(marker in frame for frame in frames for marker in _BACKGROUND):
+            continue
         stacks.append((frames, int(count)))
     return stacks
 
@@ -68,7 +76,17 @@ def summarise(path: Path, top: int, focus: list[str]) -> str:
             if any(name in frame for frame in frames):
                 inclusive[name] += n
                 seen.add(name)
-    lines = [f"{path.name}: {total} samples", "", "self time by package:"]
+    # SQLAlchemy runs its synchronous core in greenlets: py-spy shows those samples as stacks
+    # of their own, not under the coroutine that awaits them.
+    detached = sum(
+        n for frames, n in stacks if frames and not any("Runner.run" in f for f in frames)
+    )
+    lines = [
+        f"{path.name}: {total} samples; {detached / total:.1%} in stacks outside the event loop "
+        "(SQLAlchemy's greenlets: statement compile/execute, not attributed to a caller)",
+        "",
+        "self time by package:",
+    ]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in by_package.most_common(top)]
     lines += ["", "self time by function:"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in by_function.most_common(top)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import profile as profile_summary
 from bench import refs, report
 from bench.loadgen import Record, run_wrk
 from bench.stack import (
@@ -44,6 +46,22 @@ from bench.stack import (
 
 BASE = "/api/v1/bookings"
 SCENARIOS = ("refs", "onsale", "held", "steady", "reads", "holdsoff")
+# Frames whose inclusive share the profile summary lists (the steps of a create).
+FOCUS = [
+    "BookingController.create",
+    "CreateBooking.__call__",
+    "HttpTheaterCatalog.seats",
+    "RedisSeatLock.acquire",
+    "CreateBooking._insert",
+    "HttpTheaterCatalog.lock",
+    "HttpPaymentGateway.create_checkout",
+    "Transitions.apply",
+    "SqlOutboxStore",
+    "Reconciler",
+    "_request_context",
+    "structlog",
+    "InstrumentedTransport",
+]
 
 
 @dataclass
@@ -261,6 +279,26 @@ class Bench:
                 )
                 levels.append(self.level(c, record))
                 self.log(f"bare POST c={c}: {levels[-1]['ok_per_s']:.0f}/s")
+            # The generator holds a fixed arrival rate: an open loop on the bare app at half its
+            # best rate must come out at that rate with a low p99.
+            rate = 0.5 * max(x["ok_per_s"] for x in levels)
+            c = max(o.levels)
+            record = self.wrk(
+                bare.url,
+                "bare-open",
+                mode="steady",
+                connections=c,
+                duration=o.duration,
+                rate=rate,
+                env={"BENCH_SHOW": "1", "BENCH_FIRST_SEAT": "1", "BENCH_SEATS": "1000000000"},
+                meter=meter,
+            )
+            open_loop = self.level(c, record)
+            open_loop["target_rate"] = rate
+            self.log(
+                f"bare POST open loop at {rate:.0f}/s: {open_loop['ok_per_s']:.0f}/s, "
+                f"p99 {open_loop['ok_p99_ms']:.1f} ms"
+            )
             ids = self.work / "bare-ids.txt"
             ids.write_text("".join(f"{i} {100 + i % 50}\n" for i in range(1, 1001)))
             c = max(o.levels)
@@ -277,7 +315,7 @@ class Bench:
             self.log(f"bare GET c={c}: {read['ok_per_s']:.0f}/s")
         finally:
             bare.proc.stop()
-        self.results["bare"] = {"post": levels, "get": read}
+        self.results["bare"] = {"post": levels, "get": read, "open_loop": open_loop}
 
         seconds = max(3, int(o.duration))
         self.results["pgbench"] = {}
@@ -403,11 +441,7 @@ class Bench:
         o = self.o
         show = self.show()
         seed_show(self.theater, show, 1, o.hall)
-        lines = "".join(
-            f"SET booking:hold:{{show:{show}}}:seat:{s} bench-foreign-owner PX 600000\n"
-            for s in range(1, o.hall + 1)
-        )
-        redis_cli("--pipe", stdin=lines)
+        self.hold_every_seat(show)
         c = max(o.levels)
         record = self.wrk(
             self.service.url,
@@ -424,6 +458,13 @@ class Bench:
             f"held seats: {found['rej_per_s']:.0f} rejected/s, p99 {found['rej_p99_ms']} ms, "
             f"{found['ok_n']} booked (must be 0)"
         )
+
+    def hold_every_seat(self, show: int) -> None:
+        lines = "".join(
+            f"SET booking:hold:{{show:{show}}}:seat:{s} bench-foreign-owner PX 600000\n"
+            for s in range(1, self.o.hall + 1)
+        )
+        redis_cli("--pipe", stdin=lines)
 
     def steady(self, key: str = "steady") -> None:
         """Distinct seats (no conflicts) at rising concurrency, then an open loop at 80%."""
@@ -500,40 +541,64 @@ class Bench:
 
     @contextlib.contextmanager
     def profiling(self, name: str) -> Iterator[None]:
-        """py-spy over the service's process tree while the block runs."""
-        if not self.o.profile or self.service is None:
-            yield
-            return
-        out = self.o.out / "profile" / f"{name}.txt"
+        """py-spy over the service's process tree (its workers too) while the block runs."""
+        assert self.service is not None
+        out = self.o.out / "profile" / "raw" / f"{name}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
-        spy = subprocess.Popen(
-            [
-                str(VENV_BIN / "py-spy"),
-                "record",
-                "--pid",
-                str(self.service.proc.pid),
-                "--subprocesses",
-                "--format",
-                "raw",
-                "--rate",
-                "200",
-                "--nonblocking",
-                "--output",
-                str(out),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # The raw stacks are large and differ every run: only the summary is kept in git.
+        (out.parent / ".gitignore").write_text("*\n")
+        argv = [str(VENV_BIN / "py-spy"), "record", "--pid", str(self.service.proc.pid)]
+        argv += ["--subprocesses", "--format", "raw", "--rate", "100", "--output", str(out)]
+        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)  # attached to every worker before the load starts
         try:
             yield
         finally:
-            spy.send_signal(2)
+            spy.send_signal(signal.SIGINT)
             try:
-                spy.wait(timeout=30)
+                _, err = spy.communicate(timeout=30)
             except subprocess.TimeoutExpired:
                 spy.kill()
-                spy.wait()
+                _, err = spy.communicate()
+            if not out.exists():
+                raise BenchError(f"py-spy wrote no profile: {err.decode(errors='replace')[-800:]}")
             self.log(f"profile written to {out}")
+
+    def profile(self) -> None:
+        """A separate pass under py-spy (sampling slows the service: no figure comes from it):
+        successful bookings, rejections of held seats, and a contended on-sale."""
+        assert self.service is not None
+        assert self.theater is not None
+        c = 16
+        show = self.show()
+        seats = int(max(20000, 2500 * self.o.duration) // c * c)
+        seed_show(self.theater, show, 1, seats)
+        with self.profiling("create"):
+            self.wrk(
+                self.service.url,
+                "profile-create",
+                mode="steady",
+                connections=c,
+                duration=self.o.duration,
+                env={"BENCH_SHOW": str(show), "BENCH_FIRST_SEAT": "1", "BENCH_SEATS": str(seats)},
+            )
+        show = self.show()
+        seed_show(self.theater, show, 1, self.o.hall)
+        self.hold_every_seat(show)
+        with self.profiling("reject"):
+            self.wrk(
+                self.service.url,
+                "profile-reject",
+                mode="held",
+                connections=c,
+                duration=self.o.duration,
+                env={"BENCH_SHOW": str(show), "BENCH_FIRST_SEAT": "1", "BENCH_SEATS": "1000"},
+            )
+        summary = [
+            profile_summary.summarise(self.o.out / "profile" / "raw" / f"{name}.txt", 25, FOCUS)
+            for name in ("create", "reject")
+        ]
+        (self.o.out / "profile" / "SUMMARY.txt").write_text("\n\n".join(summary) + "\n")
 
     def run(self) -> None:
         o = self.o
@@ -552,16 +617,15 @@ class Bench:
         redis_cli("FLUSHDB")
         self.start_service(holds=True)
         if "onsale" in o.only:
-            with self.profiling("onsale"):
-                self.onsale("onsale")
+            self.onsale("onsale")
         if "held" in o.only:
-            with self.profiling("held"):
-                self.held()
+            self.held()
         if "steady" in o.only or "reads" in o.only:
-            with self.profiling("steady"):
-                self.steady()
+            self.steady()
         if "reads" in o.only:
             self.reads()
+        if o.profile:
+            self.profile()
         if "holdsoff" in o.only:
             self.start_service(holds=False)
             self.onsale("onsale_holds_off")

@@ -298,7 +298,11 @@ def start_peer(kind: str, logs: Path) -> Peer:
             raise BenchError(f"the {kind} peer did not report its port\n{proc.tail()}")
         time.sleep(0.05)
     url = f"http://127.0.0.1:{int(port_file.read_text())}"
-    wait_http(proc, url + "/actuator/health" if kind == "theater" else url + "/__control/sessions")
+    try:
+        wait_http(proc, url + ("/actuator/health" if kind == "theater" else "/__control/sessions"))
+    except BaseException:
+        proc.stop(kill=True)
+        raise
     return Peer(proc, url)
 
 
@@ -382,7 +386,11 @@ def start_service(name: str, env: dict[str, str], workers: int, logs: Path) -> S
     argv += ["--workers", str(workers)]
     proc = Proc(name, argv, logs / f"{name}.log", env).start()
     url = f"http://127.0.0.1:{port}"
-    wait_http(proc, url + "/health/ready", timeout=60)
+    try:
+        wait_http(proc, url + "/health/ready", timeout=90)
+    except BaseException:
+        proc.stop(kill=True)
+        raise
     return Service(proc, url, env)
 
 
@@ -391,7 +399,11 @@ def start_bare(workers: int, logs: Path) -> Service:
     argv = [sys.executable, "-m", "bench.bare", "--port", str(port), "--workers", str(workers)]
     proc = Proc("bare", argv, logs / "bare.log").start()
     url = f"http://127.0.0.1:{port}"
-    wait_http(proc, url + "/api/v1/bookings/1")
+    try:
+        wait_http(proc, url + "/api/v1/bookings/1", timeout=90)
+    except BaseException:
+        proc.stop(kill=True)
+        raise
     return Service(proc, url, {})
 
 
