@@ -52,6 +52,17 @@ async def test_invalid_body_is_422_naming_the_field(api: Api, body: object, wher
     assert not api.world.db.state.bookings
 
 
+async def test_integral_numbers_are_integers(api: Api) -> None:
+    """JSON has one number type: 1.0 is the id 1 (1.5 is refused above)."""
+    response = await api.client.post(
+        BASE,
+        content=b'{"showId": 1.0, "seatIds": [3.0, 4]}',
+        headers=auth() | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+    assert [s["seatId"] for s in response.json()["seats"]] == [3, 4]
+
+
 async def test_duplicated_seats_are_422(api: Api) -> None:
     """The same seat twice is refused before anything is held."""
     response = await api.create([5, 5])
@@ -106,9 +117,10 @@ async def test_seats_booked_at_the_theater_are_409(api: Api) -> None:
     assert not api.world.db.state.bookings
 
 
-async def test_unknown_show_is_422(api: Api) -> None:
-    """A show the inventory does not know is refused as invalid input."""
-    problem(await api.create([1], show_id=999), 422, "SHOW_NOT_FOUND")
+async def test_unknown_show_is_404(api: Api) -> None:
+    """A show the inventory does not know: 404 SHOW_NOT_FOUND, nothing kept."""
+    problem(await api.create([1], show_id=999), 404, "SHOW_NOT_FOUND")
+    assert not api.world.db.state.bookings
 
 
 async def test_foreign_session_on_verify_is_409(api: Api) -> None:

@@ -20,7 +20,7 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
-from litestar.params import Body, HeaderParameter, PathParameter, QueryParameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from booking.adapters.prometheus import PrometheusTelemetry
 from booking.application.create import CreateBooking
@@ -91,6 +91,16 @@ async def authenticated(
     require_role(caller, *handler.opt.get("roles", BOOKING_ROLES))
 
 
+@dataclass
+class _CreateOperation(Operation):
+    """The create handler decodes its body itself (strictly); documented from its type."""
+
+    def __post_init__(self) -> None:
+        self.request_body = examples.json_body(
+            CreateBookingRequest, examples.CREATE_REQUEST, "the show and 1 to 10 distinct seats"
+        )
+
+
 class BookingController(Controller):
     path = BASE
     tags = ["bookings"]  # noqa: RUF012 - Litestar's class attribute
@@ -99,6 +109,7 @@ class BookingController(Controller):
     @post(
         "/",
         status_code=201,
+        operation_class=_CreateOperation,
         summary="Hold seats and open a payment checkout",
         description=(
             "Validates the seats, holds them, records a PENDING booking and opens the checkout. "
@@ -112,14 +123,13 @@ class BookingController(Controller):
                 examples=[examples.BOOKING_EXAMPLE],
                 generate_examples=False,
             ),
-            **examples.problems(400, 401, 403, 409, 413, 422, 503),
+            **examples.problems(400, 401, 403, 404, 409, 413, 422, 503),
         },
     )
     @inject
     async def create(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[CreateBookingRequest, Body(examples=[examples.CREATE_REQUEST])],
         caller: FromDishka[Principal],
         create: FromDishka[CreateBooking],
         store: FromDishka[IdempotencyStore],
@@ -135,7 +145,7 @@ class BookingController(Controller):
             ),
         ] = None,
     ) -> Response[BookingView]:
-        # Litestar's decoding coerces "1" into 1; the contract wants JSON integers only.
+        # Decoded here, strictly: Litestar's own decoding would coerce "1" into 1.
         data = decode_strict(await request.body(), CreateBookingRequest)
         key = parse_key(idempotency_key)
 
@@ -325,11 +335,12 @@ def _result_of(payload: WebhookPayload) -> PaymentResult:
 
 
 @dataclass
-class _WebhookOperation(Operation):
+class _WebhookOperation(examples.PublicOperation):
     """The webhook reads its raw body (the signature covers the bytes), so its request body is
     documented here rather than inferred from a `data` parameter."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         text = Schema(type=OpenAPIType.STRING)
         self.request_body = RequestBody(
             required=True,
@@ -373,7 +384,7 @@ class _WebhookOperation(Operation):
             generate_examples=False,
         ),
         202: ResponseSpec(WebhookAck, description="Unknown session: acknowledged, no effect"),
-        **examples.problems(400, 401, 409, 413, 422, 503),
+        **examples.problems(400, 401, 404, 409, 413, 422, 503),
     },
 )
 @inject

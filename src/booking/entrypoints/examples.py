@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
+from litestar.openapi.spec import (
+    Example,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 
 from booking.entrypoints.problems import MEDIA_TYPE, ProblemDocument
 
@@ -112,7 +121,7 @@ _PROBLEMS: dict[int, tuple[str, list[Example]]] = {
         ],
     ),
     404: (
-        "Unknown booking, or another user's",
+        "Unknown booking (or another user's), or an unknown show",
         [
             Example(
                 summary="unknown", value=_problem(404, "BOOKING_NOT_FOUND", "booking 42 not found")
@@ -171,6 +180,61 @@ _PROBLEMS: dict[int, tuple[str, list[Example]]] = {
         ],
     ),
 }
+
+
+_KEYS = {
+    "exclusiveMinimum": "exclusive_minimum",
+    "exclusiveMaximum": "exclusive_maximum",
+    "minItems": "min_items",
+    "maxItems": "max_items",
+    "uniqueItems": "unique_items",
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "additionalProperties": "additional_properties",
+}
+_PLAIN = ("minimum", "maximum", "required", "title", "description", "examples", "enum", "format")
+
+
+def openapi_schema(node: dict[str, Any], defs: dict[str, Any] | None = None) -> Schema:
+    """msgspec's JSON Schema (which keeps every nested constraint, unlike Litestar's own
+    generator) as Litestar's OpenAPI `Schema`."""
+    defs = node.get("$defs", defs or {})
+    if "$ref" in node:
+        return openapi_schema(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+    values: dict[str, Any] = {k: node[k] for k in _PLAIN if k in node}
+    for key, name in _KEYS.items():
+        if key in node:
+            value = node[key]
+            values[name] = openapi_schema(value, defs) if isinstance(value, dict) else value
+    if "type" in node:
+        values["type"] = OpenAPIType(node["type"])
+    if "properties" in node:
+        values["properties"] = {k: openapi_schema(v, defs) for k, v in node["properties"].items()}
+    if "items" in node:
+        values["items"] = openapi_schema(node["items"], defs)
+    return Schema(**values)
+
+
+def json_body(kind: type[Any], example: Example, description: str) -> RequestBody:
+    """A request body documented from the msgspec type the handler decodes itself."""
+    return RequestBody(
+        required=True,
+        description=description,
+        content={
+            "application/json": OpenAPIMediaType(
+                schema=openapi_schema(msgspec.json.schema(kind)),
+                examples={example.summary or "example": example},
+            )
+        },
+    )
+
+
+@dataclass
+class PublicOperation(Operation):
+    """An operation without the bearer token (health, metrics, the signed webhook)."""
+
+    def __post_init__(self) -> None:
+        self.security = []
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:

@@ -9,6 +9,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
 from booking.adapters.prometheus import CONTENT_TYPE, PrometheusTelemetry
+from booking.entrypoints.examples import PublicOperation
 from booking.entrypoints.health import DOWN, HealthChecks, Liveness, Readiness
 
 _READY_EXAMPLE = Example(
@@ -31,6 +32,7 @@ _READY_EXAMPLE = Example(
 @get(
     "/health/live",
     tags=["operations"],
+    operation_class=PublicOperation,
     summary="The process is alive",
     responses={
         200: ResponseSpec(
@@ -48,6 +50,7 @@ async def live() -> Liveness:
 @get(
     "/health/ready",
     tags=["operations"],
+    operation_class=PublicOperation,
     summary="Every dependency probed; 503 when a required one is down",
     description="Redis, Kafka, Payment and Theater down make the service DEGRADED, not unready "
     "(BOOKING_READINESS_REQUIRED chooses).",
@@ -67,6 +70,7 @@ async def ready(checks: FromDishka[HealthChecks]) -> Response[Readiness]:
 @get(
     "/metrics",
     tags=["operations"],
+    operation_class=PublicOperation,
     summary="Prometheus metrics",
     media_type=CONTENT_TYPE,
     responses={

@@ -160,6 +160,16 @@ def _join(where: str, name: str) -> str:
 _AT = re.compile(r" - at `(\$[^`]*)`$")
 
 
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    return value
+
+
 def decode_strict(raw: bytes, kind: type[T]) -> T:
     """Decode a JSON body exactly (no coercion of "1" into 1, unlike Litestar's own decoding);
     400 for bytes that are not JSON, 422 naming the field for JSON of the wrong shape."""
@@ -167,6 +177,12 @@ def decode_strict(raw: bytes, kind: type[T]) -> T:
         return msgspec.json.decode(raw, type=kind, strict=True)
     except msgspec.ValidationError as exc:
         message = str(exc)
+        if message.startswith("Expected `int`, got `float`"):
+            # JSON has one number type: 12.0 is the integer 12 (12.5 is still refused).
+            try:
+                return msgspec.convert(_integral(msgspec.json.decode(raw)), kind, strict=True)
+            except msgspec.ValidationError as again:
+                message = str(again)
         at = _AT.search(message)
         where = at[1] if at else "$"
         error = field_error(where, message[: at.start()] if at else message, "body")
@@ -253,7 +269,7 @@ def problem_for(exc: BaseException, retry_after: int = DEFAULT_RETRY_AFTER) -> P
         case BookingNotFound():
             return Problem(404, "BOOKING_NOT_FOUND", f"booking {exc.booking_id} not found")
         case ShowNotFound():
-            return Problem(422, "SHOW_NOT_FOUND", f"show {exc.show_id} does not exist")
+            return Problem(404, "SHOW_NOT_FOUND", f"show {exc.show_id} does not exist")
         case SeatConflict() | SeatsUnavailable():
             return Problem(
                 409,

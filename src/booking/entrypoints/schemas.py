@@ -24,6 +24,7 @@ SeatIds = Annotated[
         max_length=MAX_SEATS_PER_BOOKING,
         description="1 to 10 distinct show-seat ids",
         examples=[[101, 102]],
+        extra_json_schema={"uniqueItems": True},
     ),
 ]
 
