@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from booking.entrypoints.identity import mint_token
-from tests.support.kafka import KafkaBroker, broker_binary
+from tests.support.kafka import FAST_GROUP, KafkaBroker, broker_binary
 from tests.support.peers import PaymentPeer, TheaterPeer
 from tests.support.postgres import PostgresServer
 from tests.support.redis import free_port
@@ -155,6 +155,7 @@ async def consume_for(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=10_000,
+        **FAST_GROUP,
     )
     await consumer.start()
     found: list[Any] = []

@@ -22,6 +22,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from booking.adapters.prometheus import PrometheusTelemetry
 from booking.entrypoints import api, operations, sandbox
 from booking.entrypoints.container import Peers, Role, create_container
+from booking.entrypoints.limits import creation_limit
 from booking.entrypoints.problems import exception_handler
 from booking.entrypoints.settings import Settings, load_settings
 from booking.entrypoints.workers import Workers
@@ -37,7 +38,7 @@ _CORRELATION = {
 _MAX_ID_LENGTH = 128
 
 
-def _request_context(app: ASGIApp, container: AsyncContainer) -> ASGIApp:
+def _request_context(app: ASGIApp, container: AsyncContainer, *, access_log: bool) -> ASGIApp:
     """Outermost layer: correlation ids bound to every log line of the request and echoed back,
     one access log line, and the HTTP metrics (by route template, so ids never become labels)."""
     access = structlog.get_logger("booking.access")
@@ -76,13 +77,14 @@ def _request_context(app: ASGIApp, container: AsyncContainer) -> ASGIApp:
             if not metrics:
                 metrics.append(await container.get(PrometheusTelemetry))
             metrics[0].http_request(method, route, status[0], elapsed)
-            access.info(
-                "request",
-                method=method,
-                path=scope["path"],
-                status=status[0],
-                ms=round(elapsed * 1000, 1),
-            )
+            if access_log:
+                access.info(
+                    "request",
+                    method=method,
+                    path=scope["path"],
+                    status=status[0],
+                    ms=round(elapsed * 1000, 1),
+                )
             structlog.contextvars.clear_contextvars()
 
     return middleware
@@ -129,6 +131,7 @@ def create_app(
             sandbox.decline,
         ],
         exception_handlers={Exception: exception_handler},
+        guards=[creation_limit],
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         logging_config=None,
@@ -137,7 +140,7 @@ def create_app(
     )
     app.state.retry_after = settings.retry_after_seconds
     setup_dishka(container, app)
-    app.asgi_handler = _request_context(app.asgi_handler, container)
+    app.asgi_handler = _request_context(app.asgi_handler, container, access_log=settings.access_log)
     return app
 
 

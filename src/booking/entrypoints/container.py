@@ -35,13 +35,16 @@ from booking.application.reconcile import Reconciler
 from booking.application.relay import ActionRunner, OutboxRelay
 from booking.application.settings import SagaSettings
 from booking.domain.identity import Principal
+from booking.entrypoints.faults import fault_points
 from booking.entrypoints.health import HealthChecks, Probe
 from booking.entrypoints.identity import Authenticator
+from booking.entrypoints.limits import CreationLimit
 from booking.entrypoints.settings import Settings
 from booking.entrypoints.webhook import WebhookVerifier
 from booking.entrypoints.workers import RelayNudge, RetainedEventPublisher, Workers
 from booking.ports.clock import Clock, IdGenerator
 from booking.ports.directory import ServiceDirectory
+from booking.ports.faults import FaultPoints
 from booking.ports.idempotency import IdempotencyStore
 from booking.ports.outbox import EventPublisher, OutboxStore
 from booking.ports.payment import PaymentGateway
@@ -280,6 +283,11 @@ class BookingProvider(Provider):
         return BookingQueries(uow)
 
     @provide
+    def faults(self) -> FaultPoints:
+        """No faults, unless a crash test names a saga step in BOOKING_FAULT_CRASH_AT."""
+        return fault_points()
+
+    @provide
     def create_booking(
         self,
         uow: UnitOfWorkFactory,
@@ -290,14 +298,17 @@ class BookingProvider(Provider):
         ids: IdGenerator,
         saga: SagaSettings,
         telemetry: Telemetry,
+        faults: FaultPoints,
     ) -> CreateBooking:
-        return CreateBooking(uow, seat_lock, theater, payment, clock, ids, saga, telemetry)
+        return CreateBooking(
+            uow, seat_lock, theater, payment, clock, ids, saga, telemetry, faults=faults
+        )
 
     @provide
     def apply_payment(
-        self, uow: UnitOfWorkFactory, clock: Clock, telemetry: Telemetry
+        self, uow: UnitOfWorkFactory, clock: Clock, telemetry: Telemetry, faults: FaultPoints
     ) -> ApplyPaymentResult:
-        return ApplyPaymentResult(uow, clock, telemetry)
+        return ApplyPaymentResult(uow, clock, telemetry, faults=faults)
 
     @provide
     def verify_payment(
@@ -350,6 +361,10 @@ class BookingProvider(Provider):
     @provide
     def authenticator(self, settings: Settings) -> Authenticator:
         return Authenticator.from_settings(settings)
+
+    @provide
+    def creation_limit(self, settings: Settings) -> CreationLimit:
+        return CreationLimit.of(settings.create_limit_per_minute, settings.create_limit_burst)
 
     @provide(scope=Scope.REQUEST)
     def principal(self, request: Request, auth: Authenticator) -> Principal:  # type: ignore[type-arg]

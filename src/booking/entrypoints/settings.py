@@ -60,6 +60,16 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError("must be an integer") from None
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
 def _port(value: str) -> int:
     number = _positive_int(value)
     if number > 65535:
@@ -238,6 +248,15 @@ class Settings:
     max_body_bytes: int = field(
         default=16_384, metadata=_spec(_positive_int, "largest accepted request body")
     )
+    create_limit_per_minute: int = field(
+        default=60,
+        metadata=_spec(
+            _non_negative_int, "bookings one caller may create per minute, per process (0: off)"
+        ),
+    )
+    create_limit_burst: int = field(
+        default=20, metadata=_spec(_positive_int, "bookings one caller may create at once")
+    )
     idempotency_ttl_seconds: int = field(
         default=86_400, metadata=_spec(_positive_int, "how long Idempotency-Key answers last")
     )
@@ -267,6 +286,7 @@ class Settings:
     )
     log_level: str = field(default="INFO", metadata=_spec(_log_level, "log level"))
     log_json: bool = field(default=False, metadata=_spec(_bool, "JSON log lines"))
+    access_log: bool = field(default=True, metadata=_spec(_bool, "one log line per request"))
 
     # --- derived values -------------------------------------------------------------------
 
