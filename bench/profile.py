@@ -37,7 +37,7 @@ def _short(frame: str) -> str:
     return f"{found['func']} ({file})"
 
 
-_PROCESS = re.compile(r'^(process \d+:"[^"]*";)+')
+_PROCESS = re.compile(r'^(process \d+:"[^"]*";?)+')
 # Threads that only wait: uvicorn's health-check answerer and the multiprocessing machinery
 # (py-spy sometimes counts their blocking reads as running).
 _BACKGROUND = ("always_pong", "resource_tracker", "Multiprocess.run", "_monitor (")

@@ -671,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: interrupted; logs in {workdir}", file=sys.stderr)
         return 130
     assert bench is not None
+    if options.stack_only is not None:
+        return 0
     bench.results["elapsed_s"] = time.monotonic() - started
     bench.results["machine"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     options.out.mkdir(parents=True, exist_ok=True)
