@@ -305,3 +305,31 @@ async def test_list_own_pages_newest_first(h: Harness) -> None:
     rest = await h.queries.list_own(h.user(1), limit=2, after=page.next_cursor)
     assert [b.booking_id for b in rest.items] == [ids[0]]
     assert rest.next_cursor is None
+
+
+async def test_a_colliding_booking_id_is_drawn_again(h: Harness) -> None:
+    """Two replicas drawing one id: the loser gives its hold back and books under a new id."""
+
+    class Repeating:
+        def __init__(self) -> None:
+            self.ids = iter([5, 5, 6])
+
+        def next_id(self) -> int:
+            return next(self.ids)
+
+    h.create._ids = Repeating()
+    first = await h.create(h.user(1), SHOW_ID, [101])
+    second = await h.create(h.user(2), SHOW_ID, [102])
+    assert (first.booking_id, second.booking_id) == (5, 6)
+    assert await h.locks.holders(SHOW_ID, [102]) == {102: hold_owner(6)}
+
+
+def test_snowflake_ids_are_unique_increasing_and_safe_in_javascript() -> None:
+    """Ids fit 53 bits (exact in a JSON number for JS clients) and never repeat in a process."""
+    from booking.adapters.system import SnowflakeIds
+
+    ids = SnowflakeIds()
+    drawn = [ids.next_id() for _ in range(20_000)]
+    assert drawn == sorted(drawn)
+    assert len(set(drawn)) == len(drawn)
+    assert all(0 < i < 2**53 for i in drawn)

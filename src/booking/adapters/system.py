@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 
 # 2026-01-01T00:00:00Z in milliseconds: ids stay small for decades.
 _EPOCH_MS = 1_767_225_600_000
-_NODE_BITS = 10
-_SEQ_BITS = 12
+# 41 bits of milliseconds (69 years) + 6 + 6 = 53 bits: ids stay exact as JSON numbers in
+# JavaScript clients (Number.MAX_SAFE_INTEGER is 2**53 - 1), and fit a Java Long.
+_NODE_BITS = 6
+_SEQ_BITS = 6
 
 
 class SystemClock:
@@ -19,7 +21,7 @@ class SystemClock:
 
 
 class SnowflakeIds:
-    """Time-ordered 63-bit ids: milliseconds | node | sequence.
+    """Time-ordered 53-bit ids: milliseconds | node | sequence.
 
     The node is drawn at random per process, so replicas need no coordination; the database's
     primary key still catches the rare collision and the caller draws again."""

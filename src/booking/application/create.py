@@ -30,6 +30,8 @@ from booking.ports.theater import TheaterCatalog
 
 log = logging.getLogger(__name__)
 
+_ID_ATTEMPTS = 3
+
 
 class CreateBooking:
     """Contract: answers a PENDING booking with its payment session stored, or raises.
@@ -73,15 +75,8 @@ class CreateBooking:
             raise SeatConflict(exc.seat_ids) from exc
         seats = [Seat(i.seat_id, i.seat_number, i.seat_type, i.price) for i in infos]
 
-        booking_id = self._ids.next_id()
-        held = await self._hold(show_id, seat_ids, booking_id)
-        self._faults.reached(Step.AFTER_HOLD)
-        try:
-            booking = await self._insert(caller, show_id, seats, booking_id)
-        except BaseException:
-            if held:
-                await self._release_hold(show_id, seat_ids, booking_id)
-            raise
+        booking = await self._hold_and_insert(caller, show_id, seats)
+        booking_id = booking.booking_id
         self._telemetry.booking_outcome("created")
         self._faults.reached(Step.AFTER_INSERT)
 
@@ -108,6 +103,26 @@ class CreateBooking:
             return Change()
 
         return await self._transitions.apply(booking_id, attach, actor=f"user:{caller.user_id}")
+
+    async def _hold_and_insert(self, caller: Principal, show_id: int, seats: list[Seat]) -> Booking:
+        """Steps 4 and 5 under a fresh id; a colliding id (two replicas drawing the same one)
+        gives its hold back and draws again."""
+        seat_ids = [s.seat_id for s in seats]
+        for attempt in range(_ID_ATTEMPTS):
+            booking_id = self._ids.next_id()
+            held = await self._hold(show_id, seat_ids, booking_id)
+            self._faults.reached(Step.AFTER_HOLD)
+            try:
+                return await self._insert(caller, show_id, seats, booking_id)
+            except DuplicateBookingId:
+                log.warning("booking id %s drawn twice (attempt %s)", booking_id, attempt + 1)
+                if held:
+                    await self._release_hold(show_id, seat_ids, booking_id)
+            except BaseException:
+                if held:
+                    await self._release_hold(show_id, seat_ids, booking_id)
+                raise
+        raise DependencyUnavailable("could not draw a free booking id", dependency="database")
 
     async def _hold(self, show_id: int, seat_ids: list[int], booking_id: int) -> bool:
         """Take the fast-filter holds; a taken seat costs this one round trip and no DB work.
@@ -150,9 +165,6 @@ class CreateBooking:
         except SeatsAlreadyClaimed as exc:
             self._reject()
             raise SeatConflict(exc.seat_ids) from exc
-        except DuplicateBookingId:
-            log.error("booking id %s drawn twice", booking_id)
-            raise
         return booking
 
     async def _fail(self, booking: Booking, reason: FailureReason, *, theater_locked: bool) -> None:
