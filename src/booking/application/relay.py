@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 from booking.application.messages import Action
@@ -77,6 +79,12 @@ class ActionRunner:
                 await tx.commit()
 
 
+@dataclass(slots=True)
+class _Round:
+    slots: asyncio.Semaphore
+    broker_down: bool = False
+
+
 class OutboxRelay:
     """Contract: each row is dispatched until it succeeds once, in order per booking and kind;
     a row that fails waits with exponential backoff and holds back the later rows of its
@@ -106,35 +114,48 @@ class OutboxRelay:
         return min(delay, self._settings.retry_max)
 
     async def run_once(self) -> int:
-        """One round; answers how many rows were dispatched successfully."""
+        """One round; answers how many rows were dispatched successfully.
+
+        Streams (one booking's events, or its actions) run concurrently, bounded; the rows of
+        one stream run one after the other, so publishing waits for one broker round trip per
+        stream rather than per row."""
         rows = await self._store.claim(
             self.owner, self._clock.now(), self._settings.relay_lease, self._settings.relay_batch
         )
-        held_back: set[tuple[int, MessageKind]] = set()
-        broker_down = False
-        sent = 0
+        streams: dict[tuple[int, MessageKind], list[OutboxMessage]] = {}
         for row in rows:
-            stream = (row.booking_id, row.kind)
-            if stream in held_back or (broker_down and row.kind is MessageKind.EVENT):
-                held_back.add(stream)
-                await self._retry(row, "waiting behind an earlier failure", row.attempts)
-                continue
+            streams.setdefault((row.booking_id, row.kind), []).append(row)
+        round_ = _Round(asyncio.Semaphore(self._settings.relay_concurrency))
+        sent = await asyncio.gather(*(self._run_stream(s, round_) for s in streams.values()))
+        return sum(sent)
+
+    async def _run_stream(self, rows: list[OutboxMessage], round_: _Round) -> int:
+        sent = 0
+        for index, row in enumerate(rows):
+            if round_.broker_down and row.kind is MessageKind.EVENT:
+                await self._hold_back(rows[index:])
+                break
             try:
-                if row.kind is MessageKind.EVENT:
-                    await self._publisher.publish(row)
-                else:
-                    await self._actions.run(row)
+                async with round_.slots:
+                    if row.kind is MessageKind.EVENT:
+                        await self._publisher.publish(row)
+                    else:
+                        await self._actions.run(row)
             except PortError as exc:
-                broker_down = broker_down or isinstance(exc, PublishFailed)
-                held_back.add(stream)
+                round_.broker_down = round_.broker_down or isinstance(exc, PublishFailed)
                 self._telemetry.outbox_dispatched(row.kind.value, ok=False)
                 log.warning("outbox %s %s failed: %s", row.kind, row.name, exc)
                 await self._retry(row, f"{type(exc).__name__}: {exc}", row.attempts + 1)
-                continue
+                await self._hold_back(rows[index + 1 :])
+                break
             await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
             self._telemetry.outbox_dispatched(row.kind.value, ok=True)
             sent += 1
         return sent
+
+    async def _hold_back(self, rows: list[OutboxMessage]) -> None:
+        for row in rows:
+            await self._retry(row, "waiting behind an earlier failure", row.attempts)
 
     async def _retry(self, row: OutboxMessage, error: str, attempts: int) -> None:
         available = self._clock.now() + self._backoff(max(attempts - 1, 0))

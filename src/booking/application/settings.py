@@ -16,6 +16,7 @@ class SagaSettings:
     reconcile_lease: timedelta = timedelta(seconds=15)
     reconcile_batch: int = 100
     relay_batch: int = 100
+    relay_concurrency: int = 16
     relay_lease: timedelta = timedelta(seconds=30)
     retry_base: timedelta = timedelta(seconds=1)
     retry_max: timedelta = timedelta(seconds=300)
