@@ -120,6 +120,7 @@ def redis_benchmark(*, clients: int, pipeline: int, requests: int) -> dict[str, 
 
 async def _redis_py(clients: int, seconds: float) -> dict[str, Any]:
     from booking.adapters.redis.seat_lock import RedisSeatLock, create_redis_client
+    from booking.ports.errors import SeatLockUnavailable
 
     client = create_redis_client(redis_url())
     lock = RedisSeatLock(client, key_prefix="bench-py")
@@ -128,13 +129,21 @@ async def _redis_py(clients: int, seconds: float) -> dict[str, Any]:
     stop_at = time.monotonic() + seconds
     import random
 
+    failed = [0]
+
     async def one(worker: int) -> None:
         rng = random.Random(worker)
         n = 0
         while time.monotonic() < stop_at:
             seats = rng.sample(range(1, 1001), rng.randint(1, 4))
             t = time.perf_counter()
-            await lock.acquire(1, seats, f"owner-{worker}-{n}", ttl)
+            try:
+                await lock.acquire(1, seats, f"owner-{worker}-{n}", ttl)
+            except SeatLockUnavailable:
+                # A slow or restarting Redis (or the breaker open): count it, go on.
+                failed[0] += 1
+                await asyncio.sleep(0.01)
+                continue
             latencies.append((time.perf_counter() - t) * 1000)
             n += 1
 
@@ -148,6 +157,7 @@ async def _redis_py(clients: int, seconds: float) -> dict[str, Any]:
     return {
         "calls_per_s": len(latencies) / wall,
         "clients": clients,
+        "failed": failed[0],
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
     }

@@ -57,7 +57,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{m.get('python')}, {m.get('wrk', 'wrk')}; load average before "
         f"{' '.join(m.get('load_before', []))}, after {' '.join(m.get('load_after', []))}. "
         f"{o['workers']} uvicorn workers for the service and the bare app, database pool "
-        f"{o['pool_size']} per worker, {o['duration_s']:.0f} s per measurement"
+        f"{o['pool_size']} per worker, access log "
+        f"{'on' if o.get('access_log') else 'off'}, {o['duration_s']:.0f} s per measurement"
         + (" (**--quick smoke run: figures are indicative only**)" if o.get("quick") else "")
         + f". Whole run {r.get('elapsed_s', 0):.0f} s.",
         "",

@@ -81,6 +81,7 @@ class Options:
     profile: bool
     quick: bool
     stack_only: float | None
+    access_log: bool
 
 
 def parse(argv: list[str] | None) -> Options:
@@ -96,6 +97,9 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (service, bare)")
     parser.add_argument("--pool-size", type=int, default=10, help="BOOKING_DATABASE_POOL_SIZE")
     parser.add_argument("--pg-clients", type=int, default=16, help="pgbench clients")
+    parser.add_argument(
+        "--access-log", action="store_true", help="keep the service's per-request log line"
+    )
     parser.add_argument(
         "--only", help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)"
     )
@@ -133,6 +137,7 @@ def parse(argv: list[str] | None) -> Options:
         profile=args.profile,
         quick=quick,
         stack_only=args.stack_only,
+        access_log=args.access_log,
     )
 
 
@@ -153,6 +158,7 @@ class Bench:
                 "workers": options.workers,
                 "pool_size": options.pool_size,
                 "quick": options.quick,
+                "access_log": options.access_log,
             },
             "machine": machine(),
         }
@@ -227,6 +233,7 @@ class Bench:
             holds=holds,
             pool_size=self.o.pool_size,
             data_dir=self.work / "data",
+            access_log=self.o.access_log,
         )
 
     def start_service(self, *, holds: bool) -> Service:

@@ -357,6 +357,7 @@ def service_env(
     holds: bool,
     pool_size: int,
     data_dir: Path,
+    access_log: bool = False,
 ) -> dict[str, str]:
     env = {
         "BOOKING_DATABASE_URL": database_url(database),
@@ -369,6 +370,9 @@ def service_env(
         "BOOKING_LOG_LEVEL": "WARNING",
         "BOOKING_DATA_DIR": str(data_dir),
     }
+    if "access_log" in setting_names():
+        # One log line per request is the default; a benchmark measures without it unless asked.
+        env["BOOKING_ACCESS_LOG"] = "true" if access_log else "false"
     if holds:
         env["BOOKING_REDIS_URL"] = redis_url()
     else:
@@ -380,6 +384,16 @@ def service_env(
     return env
 
 
+def setting_names() -> set[str]:
+    """The service's settings (an unknown BOOKING_* variable stops it, so only known ones are
+    set)."""
+    from dataclasses import fields
+
+    from booking.entrypoints.settings import Settings
+
+    return {f.name for f in fields(Settings)}
+
+
 def start_service(name: str, env: dict[str, str], workers: int, logs: Path) -> Service:
     port = free_port()
     argv = [str(VENV_BIN / "booking"), "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -387,7 +401,9 @@ def start_service(name: str, env: dict[str, str], workers: int, logs: Path) -> S
     proc = Proc(name, argv, logs / f"{name}.log", env).start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(proc, url + "/health/ready", timeout=90)
+        # Generous: uvicorn kills a worker not started within 5 s and starts it again, which
+        # on a loaded 2-core machine can take several rounds.
+        wait_http(proc, url + "/health/ready", timeout=180)
     except BaseException:
         proc.stop(kill=True)
         raise
