@@ -333,3 +333,32 @@ def test_snowflake_ids_are_unique_increasing_and_safe_in_javascript() -> None:
     assert drawn == sorted(drawn)
     assert len(set(drawn)) == len(drawn)
     assert all(0 < i < 2**53 for i in drawn)
+
+
+async def test_paid_checkout_whose_opening_timed_out_is_not_lost(h: Harness) -> None:
+    """A checkout opened just before a timeout is never opened twice; if it is paid anyway,
+    the pushed result adopts it by booking id and amount, and the booking is honoured."""
+    from booking.ports.errors import PaymentUnavailable
+
+    real_create = h.payment.create_checkout
+
+    async def opens_then_times_out(booking_id, amount, caller):
+        await real_create(booking_id, amount, caller)
+        raise PaymentUnavailable("read timeout")
+
+    h.payment.create_checkout = opens_then_times_out  # type: ignore[method-assign]
+    with pytest.raises(DependencyUnavailable):
+        await h.create(h.user(1), SHOW_ID, [101])
+    [booking] = h.bookings()
+    assert booking.failure_reason is FailureReason.PAYMENT_INIT_FAILED
+    assert h.payment.creates == 1
+    await h.relay.drain()
+    [checkout] = h.payment.checkouts.values()
+    stray = h.payment.settle(checkout.session_id, PaymentStatus.COMPLETED)
+    late = await h.apply(stray, actor="webhook")
+    assert late.status is BookingStatus.CONFIRMED
+    assert late.payment is not None
+    assert late.payment.session_id == checkout.session_id
+    forged = PaymentResult("cs_forged", PaymentStatus.COMPLETED, booking.booking_id, Money(1))
+    with pytest.raises(BookingNotFound):
+        await h.apply(forged, actor="webhook")

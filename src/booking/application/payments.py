@@ -51,23 +51,33 @@ class ApplyPaymentResult:
     async def __call__(
         self, result: PaymentResult, *, booking_id: int | None = None, actor: str
     ) -> Booking:
+        adopt = False
         if booking_id is None:
-            async with self._uow() as tx:
-                found = await tx.bookings.by_session(result.session_id)
-            if found is None:
-                raise BookingNotFound(result.booking_id or 0)
-            booking_id = found.booking_id
+            booking_id, adopt = await self._locate(result)
         try:
-            return await self._apply(booking_id, result, actor=actor, reclaim=True)
+            return await self._apply(booking_id, result, actor=actor, reclaim=True, adopt=adopt)
         except SeatsAlreadyClaimed:
             # The seats of a late payment went to someone else: refund, never drop it.
-            return await self._apply(booking_id, result, actor=actor, reclaim=False)
+            return await self._apply(booking_id, result, actor=actor, reclaim=False, adopt=adopt)
         except PaymentMismatch as exc:
             log.warning("payment result refused for booking %s from %s: %s", booking_id, actor, exc)
             raise
 
+    async def _locate(self, result: PaymentResult) -> tuple[int, bool]:
+        """The booking a pushed result belongs to: by its session, or, for a paid checkout
+        whose session was never stored (its opening timed out), by the booking it names."""
+        async with self._uow() as tx:
+            found = await tx.bookings.by_session(result.session_id)
+            if found is None and result.booking_id is not None:
+                named = await tx.bookings.get(result.booking_id)
+                if named is not None and named.payment is None:
+                    return named.booking_id, True
+        if found is None:
+            raise BookingNotFound(result.booking_id or 0)
+        return found.booking_id, False
+
     async def _apply(
-        self, booking_id: int, result: PaymentResult, *, actor: str, reclaim: bool
+        self, booking_id: int, result: PaymentResult, *, actor: str, reclaim: bool, adopt: bool
     ) -> Booking:
         outcome: list[str] = []
 
@@ -75,8 +85,10 @@ class ApplyPaymentResult:
             outcome.clear()
             if result.status not in (PaymentStatus.COMPLETED, PaymentStatus.FAILED):
                 return None
-            b.check_payment(result)
             now = self._clock.now()
+            if adopt and b.payment is None:
+                b.adopt_checkout(result, now)
+            b.check_payment(result)
             if result.status is PaymentStatus.FAILED:
                 if b.status is not BookingStatus.PENDING:
                     return None

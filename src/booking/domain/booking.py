@@ -46,7 +46,9 @@ class FailureReason(StrEnum):
 
 
 # Failures after which a payment that still completes may re-confirm the booking.
-LATE_CONFIRMABLE = frozenset({FailureReason.HOLD_EXPIRED, FailureReason.PAYMENT_FAILED})
+LATE_CONFIRMABLE = frozenset(
+    {FailureReason.HOLD_EXPIRED, FailureReason.PAYMENT_FAILED, FailureReason.PAYMENT_INIT_FAILED}
+)
 
 
 class SeatType(StrEnum):
@@ -170,6 +172,23 @@ class Booking:
         if self.payment == session:
             return
         self.payment = session
+        self.version += 1
+        self._touch(now)
+
+    def adopt_checkout(self, result: PaymentResult, now: datetime) -> None:
+        """A paid checkout whose opening timed out before its session was stored.
+
+        Only a booking without a session adopts one, and only for a completed payment that
+        names this booking and its exact amount; the session is then the booking's own."""
+        if self.payment is not None:
+            raise PaymentMismatch(f"booking {self.booking_id} already has a checkout")
+        if (
+            result.status is not PaymentStatus.COMPLETED
+            or result.booking_id != self.booking_id
+            or result.amount != self.total
+        ):
+            raise PaymentMismatch(f"result does not prove payment of booking {self.booking_id}")
+        self.payment = PaymentSession(result.session_id, "", None)
         self.version += 1
         self._touch(now)
 
