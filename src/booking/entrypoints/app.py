@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,22 +19,15 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from booking.adapters.prometheus import PrometheusTelemetry
-from booking.entrypoints import api, operations, sandbox
+from booking.entrypoints import admin, api, operations, sandbox
 from booking.entrypoints.container import Peers, Role, create_container
 from booking.entrypoints.limits import creation_limit
+from booking.entrypoints.observability import Tracing, correlation_ids, tracing_middleware
 from booking.entrypoints.problems import exception_handler
 from booking.entrypoints.settings import Settings, load_settings
 from booking.entrypoints.workers import Workers
 
 log = logging.getLogger(__name__)
-
-_CORRELATION = {
-    b"x-request-id": "request_id",
-    b"x-trace-id": "trace_id",
-    b"x-span-id": "span_id",
-    b"traceparent": "traceparent",
-}
-_MAX_ID_LENGTH = 128
 
 
 def _request_context(app: ASGIApp, container: AsyncContainer, *, access_log: bool) -> ASGIApp:
@@ -49,12 +41,7 @@ def _request_context(app: ASGIApp, container: AsyncContainer, *, access_log: boo
             await app(scope, receive, send)
             return
         method = str(scope.get("method", "GET"))
-        context: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = _CORRELATION.get(name.lower())
-            if key is not None and value and len(value) <= _MAX_ID_LENGTH:
-                context[key] = value.decode("latin-1")
-        context.setdefault("request_id", uuid.uuid4().hex)
+        context = correlation_ids(scope["headers"])
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(**context)
         status = [500]
@@ -122,6 +109,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             api.BookingController,
+            admin.AdminController,
             api.payment_webhook,
             operations.live,
             operations.ready,
@@ -140,7 +128,8 @@ def create_app(
     )
     app.state.retry_after = settings.retry_after_seconds
     setup_dishka(container, app)
-    app.asgi_handler = _request_context(app.asgi_handler, container, access_log=settings.access_log)
+    traced = tracing_middleware(app.asgi_handler, lambda: container.get(Tracing))
+    app.asgi_handler = _request_context(traced, container, access_log=settings.access_log)
     return app
 
 
@@ -159,6 +148,7 @@ def _openapi() -> OpenAPIConfig:
             Tag(name="bookings", description="The public Booking API (through the gateway)"),
             Tag(name="payments", description="Payment results pushed by the payment side"),
             Tag(name="operations", description="Health and metrics"),
+            Tag(name="admin", description="Operator tools (ADMIN role)"),
         ],
         components=Components(
             security_schemes={

@@ -1,4 +1,4 @@
-"""The `booking` command: serve, migrate, worker, token, events, settings."""
+"""The `booking` command: serve, migrate, worker, token, events, settings, admin."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from booking.adapters.prometheus import PrometheusTelemetry
 from booking.adapters.sandbox.theater import DEMO_COLUMNS, DEMO_ROWS, DEMO_SHOW_ID
+from booking.entrypoints import admin
 from booking.entrypoints.container import Role, create_container
 from booking.entrypoints.identity import mint_token
 from booking.entrypoints.logs import configure_logging
+from booking.entrypoints.observability import MetricsServer
 from booking.entrypoints.settings import (
     AuthMode,
     Settings,
@@ -172,6 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _run_worker(settings: Settings, stop_after: float | None) -> None:
     container = create_container(settings, role=Role.WORKER)
+    metrics_server: MetricsServer | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -180,6 +184,9 @@ async def _run_worker(settings: Settings, stop_after: float | None) -> None:
     try:
         workers = await container.get(Workers)
         workers.start()
+        if settings.worker_metrics_port is not None:
+            metrics = await container.get(PrometheusTelemetry)
+            metrics_server = MetricsServer(metrics, settings.worker_metrics_port, settings.host)
         print("booking worker: outbox relay and reconciler running", file=sys.stderr, flush=True)
         if stop_after is None:
             await stop.wait()
@@ -189,6 +196,8 @@ async def _run_worker(settings: Settings, stop_after: float | None) -> None:
                     await stop.wait()
         await workers.stop()
     finally:
+        if metrics_server is not None:
+            metrics_server.close()
         await container.close()
 
 
@@ -253,7 +262,13 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_settings(_: argparse.Namespace) -> int:
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:  # the README's configuration table
+        print("| variable | default | meaning |\n|---|---|---|")
+        for name, default, help_text in describe():
+            shown = f"`{default}`" if default else "—"
+            print(f"| `{name}` | {shown} | {help_text.replace('|', '/')} |")
+        return 0
     for name, default, help_text in describe():
         print(f"{name:40} {default or '-':24} {help_text}")
     return 0
@@ -293,9 +308,11 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--all", action="store_true", help="after-commit actions too")
     events.set_defaults(run=cmd_events)
 
-    commands.add_parser("settings", help="list every BOOKING_* setting").set_defaults(
-        run=cmd_settings
-    )
+    settings = commands.add_parser("settings", help="list every BOOKING_* setting")
+    settings.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    settings.set_defaults(run=cmd_settings)
+
+    admin.add_commands(commands, _settings)
     return parser
 
 

@@ -39,6 +39,7 @@ from booking.entrypoints.faults import fault_points
 from booking.entrypoints.health import HealthChecks, Probe
 from booking.entrypoints.identity import Authenticator
 from booking.entrypoints.limits import CreationLimit
+from booking.entrypoints.observability import Tracing
 from booking.entrypoints.settings import Settings
 from booking.entrypoints.webhook import WebhookVerifier
 from booking.entrypoints.workers import RelayNudge, RetainedEventPublisher, Workers
@@ -131,6 +132,14 @@ class BookingProvider(Provider):
     def telemetry(self, metrics: PrometheusTelemetry) -> Telemetry:
         return metrics
 
+    @provide
+    async def tracing(self, settings: Settings) -> AsyncIterator[Tracing]:
+        tracing = Tracing.from_settings(settings)
+        try:
+            yield tracing
+        finally:
+            tracing.shutdown()  # flushes the spans still buffered
+
     # --- database ---------------------------------------------------------------------------
 
     @provide
@@ -220,7 +229,7 @@ class BookingProvider(Provider):
 
     @provide
     async def theater(
-        self, settings: Settings, peers: Peers, metrics: PrometheusTelemetry
+        self, settings: Settings, peers: Peers, metrics: PrometheusTelemetry, tracing: Tracing
     ) -> AsyncIterator[TheaterCatalog]:
         if peers.theater_url is None and peers.directory is None:
             inventory = LocalSeatInventory()
@@ -229,7 +238,7 @@ class BookingProvider(Provider):
             return
         from booking.adapters.http.theater import HttpTheaterCatalog
 
-        async with _peer_client("theater", metrics) as client:
+        async with _peer_client("theater", metrics, tracing) as client:
             yield HttpTheaterCatalog(
                 base_url=peers.theater_url,
                 directory=None if peers.theater_url else peers.directory,
@@ -241,14 +250,19 @@ class BookingProvider(Provider):
 
     @provide
     async def payment(
-        self, settings: Settings, peers: Peers, clock: Clock, metrics: PrometheusTelemetry
+        self,
+        settings: Settings,
+        peers: Peers,
+        clock: Clock,
+        metrics: PrometheusTelemetry,
+        tracing: Tracing,
     ) -> AsyncIterator[PaymentGateway]:
         if peers.payment_url is None and peers.directory is None:
             yield SandboxPaymentGateway(clock, settings.resolved_base_url)
             return
         from booking.adapters.http.payment import HttpPaymentGateway
 
-        async with _peer_client("payment", metrics) as client:
+        async with _peer_client("payment", metrics, tracing) as client:
             yield HttpPaymentGateway(
                 base_url=peers.payment_url,
                 directory=None if peers.payment_url else peers.directory,
@@ -453,9 +467,9 @@ def _kind(adapter: object, remote: str) -> str:
 class _PeerClient:
     """An httpx client per peer with metrics on every attempt; closed with the container."""
 
-    def __init__(self, peer: str, metrics: PrometheusTelemetry) -> None:
+    def __init__(self, peer: str, metrics: PrometheusTelemetry, tracing: Tracing) -> None:
         self._client = httpx.AsyncClient(
-            transport=InstrumentedTransport(peer, metrics),
+            transport=tracing.transport(peer, InstrumentedTransport(peer, metrics)),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
 
@@ -466,8 +480,8 @@ class _PeerClient:
         await self._client.aclose()
 
 
-def _peer_client(peer: str, metrics: PrometheusTelemetry) -> _PeerClient:
-    return _PeerClient(peer, metrics)
+def _peer_client(peer: str, metrics: PrometheusTelemetry, tracing: Tracing) -> _PeerClient:
+    return _PeerClient(peer, metrics, tracing)
 
 
 def instances(values: Mapping[Any, object]) -> Provider:

@@ -11,6 +11,9 @@ from litestar.openapi.spec import Example
 from booking.adapters.prometheus import CONTENT_TYPE, PrometheusTelemetry
 from booking.entrypoints.examples import PublicOperation
 from booking.entrypoints.health import DOWN, HealthChecks, Liveness, Readiness
+from booking.entrypoints.observability import refresh_outbox_gauges
+from booking.ports.clock import Clock
+from booking.ports.outbox import OutboxStore
 
 _READY_EXAMPLE = Example(
     summary="Redis down, still ready",
@@ -89,5 +92,10 @@ async def ready(checks: FromDishka[HealthChecks]) -> Response[Readiness]:
     },
 )
 @inject
-async def metrics(telemetry: FromDishka[PrometheusTelemetry]) -> Response[bytes]:
+async def metrics(
+    telemetry: FromDishka[PrometheusTelemetry],
+    store: FromDishka[OutboxStore],
+    clock: FromDishka[Clock],
+) -> Response[bytes]:
+    await refresh_outbox_gauges(store, clock, telemetry)
     return Response(telemetry.exposition(), media_type=CONTENT_TYPE)

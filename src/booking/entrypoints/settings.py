@@ -287,6 +287,21 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_spec(_log_level, "log level"))
     log_json: bool = field(default=False, metadata=_spec(_bool, "JSON log lines"))
     access_log: bool = field(default=True, metadata=_spec(_bool, "one log line per request"))
+    otel_enabled: bool = field(
+        default=False, metadata=_spec(_bool, "OpenTelemetry tracing of requests and peer calls")
+    )
+    otel_exporter_endpoint: str | None = field(
+        default=None,
+        metadata=_spec(
+            _http_url, "OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces (unset: OTEL_*)"
+        ),
+    )
+    otel_service_name: str = field(
+        default="booking-service", metadata=_spec(_str, "service.name of the spans")
+    )
+    worker_metrics_port: int | None = field(
+        default=None, metadata=_spec(_port, "`booking worker` serves /metrics here (unset: off)")
+    )
 
     # --- derived values -------------------------------------------------------------------
 
