@@ -24,6 +24,7 @@ from booking.application.settings import SagaSettings
 from booking.domain.booking import Booking, SeatType
 from booking.domain.identity import Principal
 from booking.domain.money import Money
+from booking.ports.repository import UnitOfWorkFactory
 from booking.ports.telemetry import NullTelemetry
 from booking.ports.theater import SeatInfo
 
@@ -51,10 +52,12 @@ class Harness:
     db: MemoryDatabase = field(default_factory=MemoryDatabase)
     publisher: MemoryEventPublisher = field(default_factory=MemoryEventPublisher)
     theater: LocalSeatInventory = field(default_factory=LocalSeatInventory)
+    # Another database for the same use cases (the memory one by default).
+    uow_factory: UnitOfWorkFactory | None = None
 
     def __post_init__(self) -> None:
         telemetry = NullTelemetry()
-        self.uow = MemoryUnitOfWorkFactory(self.db)
+        self.uow = self.uow_factory or MemoryUnitOfWorkFactory(self.db)
         self.locks = MemorySeatLock(self.clock)
         self.payment = SandboxPaymentGateway(self.clock)
         self.store = MemoryOutboxStore(self.db)
