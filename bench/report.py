@@ -53,10 +53,19 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         "# Booking service benchmark",
         "",
-        f"Run {time.strftime('%Y-%m-%d %H:%M')} on {m.get('cores')} cores, Python "
+        f"Run {m.get('started') or time.strftime('%Y-%m-%d %H:%M')} on {m.get('cores')} "
+        f"cores, Python "
         f"{m.get('python')}, {m.get('wrk', 'wrk')}; load average before "
         f"{' '.join(m.get('load_before', []))}, after {' '.join(m.get('load_after', []))}. "
-        f"{o['workers']} uvicorn workers for the service and the bare app, database pool "
+        f"{o['workers']} uvicorn workers for the bare app and "
+        f"{o.get('workers_effective', o['workers'])} for the service"
+        + (
+            " (**it did not start with more: uvicorn's 5 s worker health check on a loaded "
+            "machine**)"
+            if o.get("workers_effective", o["workers"]) != o["workers"]
+            else ""
+        )
+        + ", database pool "
         f"{o['pool_size']} per worker, access log "
         f"{'on' if o.get('access_log') else 'off'}, {o['duration_s']:.0f} s per measurement"
         + (" (**--quick smoke run: figures are indicative only**)" if o.get("quick") else "")

@@ -239,8 +239,20 @@ class Bench:
     def start_service(self, *, holds: bool) -> Service:
         self.stop_service()
         name = "service" if holds else "service-holds-off"
-        self.service = start_service(name, self.env(holds=holds), self.o.workers, self.work)
-        self.log(f"{name} on {self.service.url} ({self.o.workers} workers)")
+        workers = self.results["options"].get("workers_effective", self.o.workers)
+        try:
+            self.service = start_service(name, self.env(holds=holds), workers, self.work)
+        except BenchError as exc:
+            if workers == 1:
+                raise
+            # uvicorn kills a worker whose startup (imports + lifespan) exceeds its 5 s health
+            # check and starts another, which on a loaded machine can go on forever. Measure
+            # one worker rather than nothing, and say so in the results.
+            self.log(f"{name} did not start with {workers} workers ({exc}); retrying with 1")
+            workers = 1
+            self.results["options"]["workers_effective"] = 1
+            self.service = start_service(name, self.env(holds=holds), workers, self.work)
+        self.log(f"{name} on {self.service.url} ({workers} workers)")
         # Warm the pools (database, Redis, HTTP clients) of every worker before measuring.
         show = self.show()
         assert self.theater is not None
@@ -640,13 +652,19 @@ class Bench:
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
+    info: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     with contextlib.suppress(OSError):
         info["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        info["wrk"] = subprocess.run(
-            ["wrk", "-v"], capture_output=True, text=True, check=False
-        ).stdout.splitlines()[0]
+        info["wrk"] = " ".join(
+            subprocess.run(
+                ["wrk", "-v"], capture_output=True, text=True, check=False
+            ).stdout.split()[:3]
+        )
     return info
 
 

@@ -403,7 +403,7 @@ def start_service(name: str, env: dict[str, str], workers: int, logs: Path) -> S
     try:
         # Generous: uvicorn kills a worker not started within 5 s and starts it again, which
         # on a loaded 2-core machine can take several rounds.
-        wait_http(proc, url + "/health/ready", timeout=180)
+        wait_http(proc, url + "/health/ready", timeout=120 if workers > 1 else 180)
     except BaseException:
         proc.stop(kill=True)
         raise
