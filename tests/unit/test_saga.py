@@ -362,3 +362,14 @@ async def test_paid_checkout_whose_opening_timed_out_is_not_lost(h: Harness) -> 
     forged = PaymentResult("cs_forged", PaymentStatus.COMPLETED, booking.booking_id, Money(1))
     with pytest.raises(BookingNotFound):
         await h.apply(forged, actor="webhook")
+
+
+async def test_a_held_seat_is_refused_by_the_hold_alone(h: Harness) -> None:
+    """A taken seat costs one hold-store round trip: neither Theater nor database is asked."""
+    await h.create(h.user(1), SHOW_ID, [101])
+    commits = h.db.commits
+    h.theater.down = True
+    with pytest.raises(SeatConflict) as caught:
+        await h.create(h.user(2), SHOW_ID, [101, 102])
+    assert caught.value.seat_ids == [101]
+    assert h.db.commits == commits

@@ -68,14 +68,7 @@ class CreateBooking:
 
     async def __call__(self, caller: Principal, show_id: int, seat_ids: list[int]) -> Booking:
         seat_ids = validate_seat_ids(seat_ids)
-        try:
-            infos = await self._theater.seats(show_id, seat_ids, caller)
-        except SeatsUnavailable as exc:
-            self._reject()
-            raise SeatConflict(exc.seat_ids) from exc
-        seats = [Seat(i.seat_id, i.seat_number, i.seat_type, i.price) for i in infos]
-
-        booking = await self._hold_and_insert(caller, show_id, seats)
+        booking = await self._hold_price_insert(caller, show_id, seat_ids)
         booking_id = booking.booking_id
         self._telemetry.booking_outcome("created")
         self._faults.reached(Step.AFTER_INSERT)
@@ -104,15 +97,22 @@ class CreateBooking:
 
         return await self._transitions.apply(booking_id, attach, actor=f"user:{caller.user_id}")
 
-    async def _hold_and_insert(self, caller: Principal, show_id: int, seats: list[Seat]) -> Booking:
-        """Steps 4 and 5 under a fresh id; a colliding id (two replicas drawing the same one)
-        gives its hold back and draws again."""
-        seat_ids = [s.seat_id for s in seats]
+    async def _hold_price_insert(
+        self, caller: Principal, show_id: int, seat_ids: list[int]
+    ) -> Booking:
+        """Hold, price and record the seats under a fresh booking id.
+
+        The hold comes first: in an on-sale most requests ask for taken seats, and a taken seat
+        must cost one round trip to the hold store, before any Theater or database work. A
+        colliding id (two replicas drawing the same one) gives its hold back and draws again."""
+        seats: list[Seat] | None = None
         for attempt in range(_ID_ATTEMPTS):
             booking_id = self._ids.next_id()
             held = await self._hold(show_id, seat_ids, booking_id)
             self._faults.reached(Step.AFTER_HOLD)
             try:
+                if seats is None:
+                    seats = await self._priced(caller, show_id, seat_ids)
                 return await self._insert(caller, show_id, seats, booking_id)
             except DuplicateBookingId:
                 log.warning("booking id %s drawn twice (attempt %s)", booking_id, attempt + 1)
@@ -123,6 +123,15 @@ class CreateBooking:
                     await self._release_hold(show_id, seat_ids, booking_id)
                 raise
         raise DependencyUnavailable("could not draw a free booking id", dependency="database")
+
+    async def _priced(self, caller: Principal, show_id: int, seat_ids: list[int]) -> list[Seat]:
+        """The seats with number, type and price from the inventory; all of them or 409."""
+        try:
+            infos = await self._theater.seats(show_id, seat_ids, caller)
+        except SeatsUnavailable as exc:
+            self._reject()
+            raise SeatConflict(exc.seat_ids) from exc
+        return [Seat(i.seat_id, i.seat_number, i.seat_type, i.price) for i in infos]
 
     async def _hold(self, show_id: int, seat_ids: list[int], booking_id: int) -> bool:
         """Take the fast-filter holds; a taken seat costs this one round trip and no DB work.
