@@ -152,8 +152,9 @@ class BookingController(Controller):
         async def run() -> tuple[int, bytes, int | None]:
             try:
                 booking = await create(caller, data.show_id, list(data.seat_ids))
-            finally:
-                nudge.set()
+            except BaseException:
+                nudge.set()  # a failed create may have queued its compensation
+                raise
             return 201, _json(booking_view(booking)), booking.booking_id
 
         if key is None:

@@ -164,6 +164,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=10,
+        # Worker processes import the whole service; on a busy host that takes longer than
+        # uvicorn's default of 5 s, which would make it kill and respawn them forever.
+        timeout_worker_healthcheck=60,
         server_header=False,
         proxy_headers=True,
     )

@@ -50,8 +50,9 @@ class RetainedEventPublisher:
 class RelayNudge:
     """Wakes the relay right after a request committed outbox rows (else it polls)."""
 
-    def __init__(self) -> None:
+    def __init__(self, coalesce: float = 0.02) -> None:
         self._event = asyncio.Event()
+        self._coalesce = coalesce
 
     def set(self) -> None:
         self._event.set()
@@ -60,6 +61,9 @@ class RelayNudge:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._event.wait()
+        if self._event.is_set():
+            # Under load many requests nudge at once: one relay round serves the whole burst.
+            await asyncio.sleep(self._coalesce)
         self._event.clear()
 
 
