@@ -18,6 +18,7 @@ from booking.adapters.http._common import (
     identity_headers,
 )
 from booking.adapters.http._common import send_retrying as _send_retrying
+from booking.adapters.http.transport import peer_client
 from booking.domain.booking import PaymentResult, PaymentSession, PaymentStatus
 from booking.domain.errors import InvalidMoney
 from booking.domain.identity import Principal
@@ -103,7 +104,7 @@ class HttpPaymentGateway:
     ) -> None:
         self._address = PeerAddress(service, base_url=base_url, directory=directory)
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient()
+        self._client = client if client is not None else peer_client()
         self._timeout = timeout
         self._verify_retry = verify_retry if verify_retry is not None else RetryPolicy()
         self._service_role = service_role

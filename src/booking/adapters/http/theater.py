@@ -18,6 +18,7 @@ from booking.adapters.http._common import (
     identity_headers,
     send_retrying,
 )
+from booking.adapters.http.transport import peer_client
 from booking.domain.booking import SeatType
 from booking.domain.errors import InvalidMoney
 from booking.domain.identity import Principal
@@ -85,7 +86,7 @@ class HttpTheaterCatalog:
     ) -> None:
         self._address = PeerAddress(service, base_url=base_url, directory=directory)
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient()
+        self._client = client if client is not None else peer_client()
         self._timeout = timeout
         self._retry = retry if retry is not None else RetryPolicy()
         self._service_role = service_role

@@ -1,0 +1,98 @@
+"""peer_client: the httpx client for calls to the platform's peers, with a cheap connection pool."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+from httpcore._backends.anyio import AnyIOBackend
+from httpcore._utils import is_socket_readable
+
+# Sized for the concurrency of one worker: a connection per in-flight call, all kept alive.
+PEER_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30)
+
+
+class _PeerStream(httpcore.AsyncNetworkStream):
+    """An AnyIO stream whose "is_readable" probe reads a socket looked up once.
+
+    httpcore asks every idle connection "is_readable" on every request (to notice peers that
+    hung up); AnyIO answers the raw-socket lookup by building its whole attribute dictionary
+    each time, which was the largest single cost of a peer call. The socket object is stable
+    for the stream's life (`fileno()` turns -1 once closed, which reads as readable: dropped).
+    """
+
+    __slots__ = ("_inner", "_socket")
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket = inner.get_extra_info("socket")
+
+    # The `timeout` parameters are httpcore's stream interface, not ours to change.
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.start_tls(ssl_context, server_hostname, timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return is_socket_readable(self._socket)
+        return self._inner.get_extra_info(info)
+
+
+class _PeerBackend(AnyIOBackend):
+    """httpcore's AnyIO backend, with streams whose idle probe is cheap."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        return _PeerStream(stream)
+
+
+def peer_transport(limits: httpx.Limits = PEER_LIMITS) -> httpx.AsyncHTTPTransport:
+    """HTTP/1.1 keep-alive transport over the cheap backend; no proxy or netrc from the env."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, http1=True, http2=False, trust_env=False)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=True,
+        http2=False,
+        network_backend=_PeerBackend(),
+    )
+    return transport
+
+
+def peer_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The one client an adapter (or the container, per peer) keeps for its whole life.
+
+    `transport` wraps `peer_transport()` when given (metrics, tracing); the environment's proxy
+    and netrc settings are never read, so requests skip those lookups.
+    """
+    return httpx.AsyncClient(
+        transport=transport if transport is not None else peer_transport(),
+        trust_env=False,
+        http2=False,
+        follow_redirects=False,
+    )

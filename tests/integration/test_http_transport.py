@@ -1,0 +1,89 @@
+"""peer_client against real sockets: keep-alive reuse, and idle connections the peer closed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from booking.adapters.http.transport import peer_client
+
+_ANSWER = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
+    b"connection: keep-alive\r\n\r\n{}"
+)
+
+
+class _OneShotServer:
+    """Answers one request per connection, keeps it open, and closes it when asked."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.writers: list[asyncio.StreamWriter] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(_ANSWER)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def drop_all(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        self.writers.clear()
+        await asyncio.sleep(0.05)  # let the FINs reach the client's sockets
+
+    async def stop(self) -> None:
+        await self.drop_all()
+        assert self._server is not None
+        self._server.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[_OneShotServer]:
+    srv = _OneShotServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def test_calls_reuse_one_kept_alive_connection(server: _OneShotServer) -> None:
+    """Sequential calls share one connection: the client keeps it alive between calls."""
+    async with peer_client() as client:
+        for _ in range(5):
+            response = await client.get(f"http://127.0.0.1:{server.port}/x", timeout=5)
+            assert response.status_code == 200
+    assert server.connections == 1
+
+
+async def test_idle_connection_closed_by_the_peer_is_replaced(server: _OneShotServer) -> None:
+    """A kept-alive connection the peer hung up on is noticed and the next call opens a new one."""
+    async with peer_client() as client:
+        first = await client.get(f"http://127.0.0.1:{server.port}/x", timeout=5)
+        assert first.status_code == 200
+        await server.drop_all()
+        second = await client.get(f"http://127.0.0.1:{server.port}/x", timeout=5)
+        assert second.status_code == 200
+    assert server.connections == 2
+
+
+async def test_concurrent_calls_get_a_connection_each(server: _OneShotServer) -> None:
+    """Sixteen concurrent calls are all answered, each on a connection the pool opened."""
+    async with peer_client() as client:
+        answers = await asyncio.gather(
+            *(client.get(f"http://127.0.0.1:{server.port}/x", timeout=5) for _ in range(16))
+        )
+    assert [a.status_code for a in answers] == [200] * 16
+    assert 1 <= server.connections <= 16
