@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc as sa_exc
 
 from booking.ports.errors import DatabaseUnavailable, PortError
@@ -31,9 +32,13 @@ _TRANSIENT_SQLSTATES = frozenset(
 )
 
 
+# Errors of the asyncpg driver used directly by the hot statements (see `repository`).
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 def sqlstate(error: BaseException) -> str | None:
-    """The SQLSTATE of a PostgreSQL error wrapped by SQLAlchemy (None elsewhere)."""
-    orig = getattr(error, "orig", None)
+    """The SQLSTATE of a PostgreSQL error, raw or wrapped by SQLAlchemy (None elsewhere)."""
+    orig = error if isinstance(error, asyncpg.PostgresError) else getattr(error, "orig", None)
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return code if isinstance(code, str) else None
 
@@ -46,6 +51,10 @@ def is_unavailable(error: BaseException) -> bool:
             return True
         if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError)):
             return True
+        return sqlstate(error) in _TRANSIENT_SQLSTATES
+    if isinstance(error, asyncpg.InterfaceError):
+        return True  # the connection is closed or in an unusable state
+    if isinstance(error, asyncpg.PostgresError):
         return sqlstate(error) in _TRANSIENT_SQLSTATES
     return False
 
@@ -69,4 +78,6 @@ def database_errors(what: str) -> Iterator[None]:
     except PortError:
         raise
     except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as error:
+        raise translate(error, what) from error
+    except DRIVER_ERRORS as error:
         raise translate(error, what) from error

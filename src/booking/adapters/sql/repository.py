@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,12 @@ from booking.domain.booking import (
     SeatType,
 )
 from booking.domain.money import Money
-from booking.ports.errors import DuplicateBookingId, SeatsAlreadyClaimed, StaleBooking
+from booking.ports.errors import (
+    DuplicateBookingId,
+    PortError,
+    SeatsAlreadyClaimed,
+    StaleBooking,
+)
 from booking.ports.outbox import OutboxMessage
 from booking.ports.repository import AuditEntry, PageCursor
 
@@ -56,6 +61,10 @@ class SqlBookingRepository:
 
     async def add(self, booking: Booking) -> None:
         with database_errors("add booking"):
+            driver = await self._uow.driver(write=True)
+            if driver is not None:
+                await self._add_plain(driver, booking)
+                return
             conn = self._conn
             inserted = await conn.execute(
                 upsert(conn.dialect, bookings)
@@ -98,13 +107,63 @@ class SqlBookingRepository:
 
     async def get(self, booking_id: int) -> Booking | None:
         with database_errors("get booking"):
+            driver = await self._uow.driver(write=False)
+            if driver is not None:
+                return self._loaded(await driver.fetch(_PG_GET, booking_id))
             found = await self._load_joined(bookings.c.id == booking_id)
         return found
 
     async def by_session(self, session_id: str) -> Booking | None:
         with database_errors("get booking by session"):
+            driver = await self._uow.driver(write=False)
+            if driver is not None:
+                return self._loaded(await driver.fetch(_PG_BY_SESSION, session_id))
             found = await self._load_joined(bookings.c.payment_session_id == session_id)
         return found
+
+    async def _add_plain(self, driver: Any, booking: Booking) -> None:
+        # PostgreSQL: the booking and its seats in one statement (data-modifying CTEs). The
+        # seats go in only if the booking row did; a seat whose live claim exists is skipped
+        # by ON CONFLICT, so nothing aborts the transaction and the answer names what went in.
+        seats = sorted(enumerate(booking.seats), key=lambda item: item[1].seat_id)
+        row = await driver.fetchrow(
+            _PG_ADD,
+            *_booking_args(booking),
+            booking.status.is_live,
+            [seat.seat_id for _, seat in seats],
+            [position for position, _ in seats],
+            [seat.seat_number for _, seat in seats],
+            [seat.seat_type.value for _, seat in seats],
+            [seat.price.minor for _, seat in seats],
+        )
+        if not row["added"]:
+            raise DuplicateBookingId(f"booking id {booking.booking_id} is taken")
+        taken = set(booking.seat_ids) - set(row["seats"])
+        if taken:
+            # Undo this booking only (its seats go with it: ON DELETE CASCADE); the rest of
+            # the unit of work stays as it was.
+            await driver.execute(_PG_DELETE, booking.booking_id)
+            raise SeatsAlreadyClaimed(sorted(taken))
+        self._seen[booking.booking_id] = (booking.version, booking.status)
+
+    def _loaded(self, rows: Sequence[Any]) -> Booking | None:
+        if not rows:
+            return None
+        first = rows[0]
+        currency = first["currency"]
+        seats = [
+            _seat(
+                row["s_seat_id"],
+                row["s_seat_number"],
+                row["s_seat_type"],
+                row["s_price_minor"],
+                currency,
+            )
+            for row in rows
+        ]
+        booking = _booking(first, seats)
+        self._seen[booking.booking_id] = (booking.version, booking.status)
+        return booking
 
     async def save(self, booking: Booking, expected_version: int) -> None:
         seen = self._seen.get(booking.booking_id)
@@ -115,6 +174,16 @@ class SqlBookingRepository:
             .values(**_mutable_row(booking))
         )
         with database_errors("save booking"):
+            if not booking.status.is_live or was_live:
+                driver = await self._uow.driver(write=True)
+                if driver is not None:
+                    status = await driver.execute(
+                        _PG_SAVE, booking.booking_id, expected_version, *_mutable_args(booking)
+                    )
+                    if status == "UPDATE 0":
+                        raise StaleBooking(booking.booking_id)
+                    self._seen[booking.booking_id] = (booking.version, booking.status)
+                    return
             conn = self._conn
             if not booking.status.is_live or was_live:
                 result = await conn.execute(statement)
@@ -337,6 +406,19 @@ class SqlAuditLog:
 
     async def record(self, entry: AuditEntry) -> None:
         with database_errors("write audit"):
+            driver = await self._uow.driver(write=True)
+            if driver is not None:
+                await driver.execute(
+                    _PG_AUDIT,
+                    entry.booking_id,
+                    entry.actor,
+                    _aware(entry.at),
+                    entry.from_status.value if entry.from_status else None,
+                    entry.to_status.value,
+                    entry.reason,
+                    entry.refund_required,
+                )
+                return
             await self._uow.connection.execute(
                 insert(audit_log).values(
                     booking_id=entry.booking_id,
@@ -389,6 +471,87 @@ def outbox_rows(messages: Iterable[OutboxMessage]) -> Iterable[dict[str, Any]]:
         }
 
 
+# The hot statements on PostgreSQL, sent as plain prepared statements (see SqlUnitOfWork.driver).
+# Timestamps are aware datetimes for timestamptz; `_aware` refuses naive ones as UtcDateTime does.
+# Literal SQL only: every value is a bind parameter ($n), in the order of `_booking_args`.
+_PG_ADD = """
+WITH b AS (
+    INSERT INTO bookings (id, user_id, show_id, total_minor, currency, hold_expires_at,
+        created_at, status, failure_reason, payment_session_id, payment_url,
+        payment_expires_at, refund_required, version, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), s AS (
+    INSERT INTO booking_seats
+        (booking_id, seat_id, position, show_id, seat_number, seat_type, price_minor, claimed)
+    SELECT b.id, u.seat_id, u.position, $3, u.seat_number, u.seat_type, u.price_minor, $16
+    FROM b, unnest($17::bigint[], $18::smallint[], $19::text[], $20::text[], $21::bigint[])
+        AS u (seat_id, position, seat_number, seat_type, price_minor)
+    -- One lock order for every transaction (show, seat): two bookings racing for
+    -- overlapping seats then wait for each other instead of deadlocking.
+    ORDER BY u.seat_id
+    ON CONFLICT (show_id, seat_id) WHERE claimed DO NOTHING
+    RETURNING seat_id
+)
+SELECT EXISTS (SELECT FROM b) AS added, ARRAY(SELECT seat_id FROM s) AS seats
+"""
+_PG_DELETE = "DELETE FROM bookings WHERE id = $1"
+_PG_SELECT_JOINED = """
+SELECT b.id, b.user_id, b.show_id, b.total_minor, b.currency, b.hold_expires_at, b.created_at,
+    b.status, b.failure_reason, b.payment_session_id, b.payment_url, b.payment_expires_at,
+    b.refund_required, b.version, b.updated_at,
+    s.seat_id AS s_seat_id, s.seat_number AS s_seat_number, s.seat_type AS s_seat_type,
+    s.price_minor AS s_price_minor
+FROM bookings AS b JOIN booking_seats AS s ON s.booking_id = b.id
+"""
+_PG_GET = _PG_SELECT_JOINED + "WHERE b.id = $1 ORDER BY s.position"
+_PG_BY_SESSION = _PG_SELECT_JOINED + "WHERE b.payment_session_id = $1 ORDER BY s.position"
+_PG_SAVE = """
+UPDATE bookings SET status = $3, failure_reason = $4, payment_session_id = $5, payment_url = $6,
+    payment_expires_at = $7, refund_required = $8, version = $9, updated_at = $10
+WHERE id = $1 AND version = $2
+"""
+_PG_AUDIT = """
+INSERT INTO audit_log (booking_id, actor, at, from_status, to_status, reason, refund_required)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise PortError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+    return value
+
+
+def _booking_args(booking: Booking) -> tuple[Any, ...]:
+    """The values of the columns of the bookings INSERT in `_PG_ADD`, in order."""
+    return (
+        booking.booking_id,
+        booking.user_id,
+        booking.show_id,
+        booking.total.minor,
+        booking.total.currency,
+        _aware(booking.hold_expires_at),
+        _aware(booking.created_at),
+        *_mutable_args(booking),
+    )
+
+
+def _mutable_args(booking: Booking) -> tuple[Any, ...]:
+    payment = booking.payment
+    return (
+        booking.status.value,
+        booking.failure_reason.value if booking.failure_reason else None,
+        payment.session_id if payment else None,
+        payment.url if payment else None,
+        _aware(payment.expires_at) if payment else None,
+        booking.refund_required,
+        booking.version,
+        _aware(booking.updated_at),
+    )
+
+
 def _booking_row(booking: Booking) -> dict[str, Any]:
     return {
         "id": booking.booking_id,
@@ -438,26 +601,35 @@ def _seat(seat_id: int, seat_number: str, seat_type: str, price_minor: int, curr
     )
 
 
-def _booking(row: Row[Any], seats: list[Seat]) -> Booking:
+def _booking(row: Row[Any] | Mapping[str, Any], seats: list[Seat]) -> Booking:
+    """A booking from its row: a SQLAlchemy Row or an asyncpg Record (both map names)."""
+    values: Mapping[str, Any] = row._mapping if isinstance(row, Row) else row  # type: ignore[assignment]
     payment = None
-    if row.payment_session_id is not None:
+    if values["payment_session_id"] is not None:
         payment = PaymentSession(
-            session_id=row.payment_session_id,
-            url=row.payment_url or "",
-            expires_at=row.payment_expires_at,
+            session_id=values["payment_session_id"],
+            url=values["payment_url"] or "",
+            expires_at=_utc(values["payment_expires_at"]),
         )
+    failure = values["failure_reason"]
     return Booking(
-        booking_id=row.id,
-        user_id=row.user_id,
-        show_id=row.show_id,
+        booking_id=values["id"],
+        user_id=values["user_id"],
+        show_id=values["show_id"],
         seats=tuple(seats),
-        total=Money(row.total_minor, row.currency),
-        status=BookingStatus(row.status),
-        hold_expires_at=row.hold_expires_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        failure_reason=FailureReason(row.failure_reason) if row.failure_reason else None,
+        total=Money(values["total_minor"], values["currency"]),
+        status=BookingStatus(values["status"]),
+        hold_expires_at=_utc(values["hold_expires_at"]),
+        created_at=_utc(values["created_at"]),
+        updated_at=_utc(values["updated_at"]),
+        failure_reason=FailureReason(failure) if failure else None,
         payment=payment,
-        refund_required=row.refund_required,
-        version=row.version,
+        refund_required=values["refund_required"],
+        version=values["version"],
     )
+
+
+def _utc(value: datetime) -> datetime:
+    # UtcDateTime already answers UTC; asyncpg answers timestamptz in UTC too, this only
+    # guarantees it (`astimezone` returns the same object when the zone is already UTC).
+    return value if value.tzinfo is UTC else value.astimezone(UTC)

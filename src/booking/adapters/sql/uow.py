@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -24,6 +24,10 @@ class SqlUnitOfWork:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._connection: AsyncConnection | None = None
+        # PostgreSQL: the pooled asyncpg connection and SQLAlchemy's adapter around it, for the
+        # hot statements that skip SQLAlchemy's compile and result layers (see `driver`).
+        self._driver: Any = None
+        self._adapter: Any = None
         self._repository = SqlBookingRepository(self)
         # Typed as the ports: the Protocol's attributes are mutable, hence invariant.
         self.bookings: BookingRepository = self._repository
@@ -46,9 +50,37 @@ class SqlUnitOfWork:
             except BaseException:
                 await connection.close()
                 raise
+        if connection.dialect.name == "postgresql":
+            raw = await connection.get_raw_connection()
+            self._adapter = raw.dbapi_connection
+            self._driver = raw.driver_connection
         self._connection = connection
         self._repository.forget_reads()
         return self
+
+    async def driver(self, *, write: bool) -> Any:
+        """The asyncpg connection for plain prepared statements (None off PostgreSQL).
+
+        asyncpg keeps each statement prepared per connection, so these cost one round trip
+        and no SQLAlchemy compile. SQLAlchemy's asyncpg adapter sends BEGIN only before the
+        first statement; a write here opens that same transaction (so `commit`, `rollback`
+        and Core statements of this block share it), while a read before any write runs
+        without one: under READ COMMITTED a lone SELECT sees the same committed data inside
+        or outside a transaction, and a read-only block then needs neither BEGIN nor
+        ROLLBACK."""
+        connection = self.connection
+        if self._driver is None:
+            return None
+        if write:
+            if not connection.in_transaction():
+                await connection.begin()
+            # The adapter's own transaction slot (SQLAlchemy 2.1 asyncpg dialect): set here,
+            # its commit and rollback end the transaction this BEGIN opened.
+            if self._adapter._transaction is None:
+                transaction = self._driver.transaction()
+                await transaction.start()
+                self._adapter._transaction = transaction
+        return self._driver
 
     async def __aexit__(
         self,
@@ -57,8 +89,12 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         connection, self._connection = self._connection, None
+        driver, self._driver, self._adapter = self._driver, None, None
         if connection is None:
             return
+        if driver is not None and driver.is_closed():
+            # Broken under a plain statement: the pool must not hand this connection out again.
+            await connection.invalidate()
         try:
             with database_errors("rollback"):
                 try:
