@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from booking.ports.faults import Step
+from tests.reliability.checker import REFETCHED
 from tests.reliability.scenarios import (
     Row,
     Size,
@@ -109,6 +110,11 @@ async def main_async(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+            if REFETCHED[0]:
+                print(
+                    f"  (checker re-read {REFETCHED[0]} records after rebalances)", file=sys.stderr
+                )
+                REFETCHED[0] = 0
             for problem in f.problems:
                 print(f"  {problem}", file=sys.stderr, flush=True)
     finally:

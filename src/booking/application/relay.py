@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from booking.application.messages import Action
 from booking.application.settings import SagaSettings
@@ -82,6 +82,7 @@ class ActionRunner:
 @dataclass(slots=True)
 class _Round:
     slots: asyncio.Semaphore
+    lease_ends: datetime
     broker_down: bool = False
 
 
@@ -119,13 +120,17 @@ class OutboxRelay:
         Streams (one booking's events, or its actions) run concurrently, bounded; the rows of
         one stream run one after the other, so publishing waits for one broker round trip per
         stream rather than per row."""
+        claimed_at = self._clock.now()
         rows = await self._store.claim(
-            self.owner, self._clock.now(), self._settings.relay_lease, self._settings.relay_batch
+            self.owner, claimed_at, self._settings.relay_lease, self._settings.relay_batch
         )
         streams: dict[tuple[int, MessageKind], list[OutboxMessage]] = {}
         for row in rows:
             streams.setdefault((row.booking_id, row.kind), []).append(row)
-        round_ = _Round(asyncio.Semaphore(self._settings.relay_concurrency))
+        round_ = _Round(
+            asyncio.Semaphore(self._settings.relay_concurrency),
+            claimed_at + self._settings.relay_lease,
+        )
         sent = await asyncio.gather(*(self._run_stream(s, round_) for s in streams.values()))
         return sum(sent)
 
@@ -137,21 +142,44 @@ class OutboxRelay:
                 break
             try:
                 async with round_.slots:
-                    if row.kind is MessageKind.EVENT:
-                        await self._publisher.publish(row)
-                    else:
-                        await self._actions.run(row)
-            except PortError as exc:
+                    budget = self._budget(round_)
+                    if budget is None:
+                        # The lease runs out soon: another replica may claim these rows then,
+                        # and must not find this one still dispatching them. They stay leased
+                        # until then and go to whoever claims them next.
+                        break
+                    async with asyncio.timeout(budget):
+                        if row.kind is MessageKind.EVENT:
+                            await self._publisher.publish(row)
+                        else:
+                            await self._actions.run(row)
+            except (PortError, TimeoutError) as exc:
+                timed_out = isinstance(exc, TimeoutError)
                 round_.broker_down = round_.broker_down or isinstance(exc, PublishFailed)
+                round_.broker_down |= timed_out and row.kind is MessageKind.EVENT
                 self._telemetry.outbox_dispatched(row.kind.value, ok=False)
-                log.warning("outbox %s %s failed: %s", row.kind, row.name, exc)
-                await self._retry(row, f"{type(exc).__name__}: {exc}", row.attempts + 1)
+                error = (
+                    "took too long for its lease" if timed_out else f"{type(exc).__name__}: {exc}"
+                )
+                log.warning("outbox %s %s failed: %s", row.kind, row.name, error)
+                await self._retry(row, error, row.attempts + 1)
                 await self._hold_back(rows[index + 1 :])
                 break
             await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
             self._telemetry.outbox_dispatched(row.kind.value, ok=True)
             sent += 1
         return sent
+
+    def _budget(self, round_: _Round) -> float | None:
+        """Seconds one dispatch may take so that it ends well inside the round's lease, or
+        None when too little of the lease is left to start one: a slow round (peers timing
+        out, a starved process) must never still be dispatching a row another replica has
+        claimed since, or the same event goes out twice."""
+        lease = self._settings.relay_lease.total_seconds()
+        left = (round_.lease_ends - self._clock.now()).total_seconds()
+        if left < lease / 3:
+            return None
+        return left - lease / 6
 
     async def _hold_back(self, rows: list[OutboxMessage]) -> None:
         for row in rows:
