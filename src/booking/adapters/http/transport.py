@@ -8,6 +8,7 @@ from typing import Any
 
 import httpcore
 import httpx
+from httpcore._async.interfaces import AsyncConnectionInterface
 from httpcore._backends.anyio import AnyIOBackend
 from httpcore._utils import is_socket_readable
 
@@ -69,10 +70,58 @@ class _PeerBackend(AnyIOBackend):
         return _PeerStream(stream)
 
 
+class _PeerPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool with its bookkeeping made linear in the number of connections.
+
+    httpcore 1.0 rescans the pool on every request and response: for each idle connection it
+    counts all connections again (quadratic), and for each queued request it lists every
+    available and idle connection to take the first. Same decisions here, in one pass each:
+    an idle connection is closed while the pool holds more than `max_keepalive_connections`
+    connections (httpcore counts all of them, idle or not), and a queued request takes the
+    first available connection, else a new one, else replaces the first idle one.
+    """
+
+    def _assign_requests_to_connections(self) -> list[AsyncConnectionInterface]:
+        closing: list[AsyncConnectionInterface] = []
+        connections = self._connections
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif connection.has_expired() or (
+                connection.is_idle() and len(connections) > self._max_keepalive_connections
+            ):
+                connections.remove(connection)
+                closing.append(connection)
+
+        for pool_request in self._requests:
+            if not pool_request.is_queued():
+                continue
+            origin = pool_request.request.url.origin
+            available = next(
+                (c for c in connections if c.can_handle_request(origin) and c.is_available()),
+                None,
+            )
+            if available is not None:
+                pool_request.assign_to_connection(available)
+            elif len(connections) < self._max_connections:
+                connection = self.create_connection(origin)
+                connections.append(connection)
+                pool_request.assign_to_connection(connection)
+            else:
+                idle = next((c for c in connections if c.is_idle()), None)
+                if idle is not None:
+                    connections.remove(idle)
+                    closing.append(idle)
+                    connection = self.create_connection(origin)
+                    connections.append(connection)
+                    pool_request.assign_to_connection(connection)
+        return closing
+
+
 def peer_transport(limits: httpx.Limits = PEER_LIMITS) -> httpx.AsyncHTTPTransport:
     """HTTP/1.1 keep-alive transport over the cheap backend; no proxy or netrc from the env."""
     transport = httpx.AsyncHTTPTransport(limits=limits, http1=True, http2=False, trust_env=False)
-    transport._pool = httpcore.AsyncConnectionPool(
+    transport._pool = _PeerPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
