@@ -15,14 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from booking.entrypoints.cli import _parser
 from booking.entrypoints.settings import PREFIX, Settings, env_name, load_settings, read_dotenv
 from booking_peers.__main__ import APPS as PEER_APPS
 
-ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "bookticket/booking:latest"
+from .compose import IMAGE, ROOT, booking_services, env_of, load_compose
+
 BOOKING_ROLES = {"migrate", "serve", "worker"}
 KNOWN_SETTINGS = {env_name(name) for name in Settings.__dataclass_fields__}
 
@@ -160,36 +159,13 @@ def test_build_context_holds_what_the_containerfile_copies() -> None:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    document = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    assert isinstance(document, dict)
-    return document
+    return load_compose()
 
 
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = compose["services"]
     return found
-
-
-def env_of(service: dict[str, Any]) -> dict[str, str]:
-    """The environment a booking process of this service sees: env files, then `environment`."""
-    env: dict[str, str] = {}
-    for entry in service.get("env_file", []):
-        path = ROOT / (entry["path"] if isinstance(entry, dict) else entry)
-        required = entry.get("required", True) if isinstance(entry, dict) else True
-        if path.exists():
-            env.update(read_dotenv(path))
-        else:
-            assert not required, f"missing env file {path}"
-    env.update({k: str(v) for k, v in (service.get("environment") or {}).items()})
-    return env
-
-
-def booking_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Services that run the `booking` entrypoint of the image."""
-    return {
-        name: s for name, s in services.items() if s.get("image") == IMAGE and "entrypoint" not in s
-    }
 
 
 def test_the_stack_has_every_part(services: dict[str, dict[str, Any]]) -> None:
