@@ -1,0 +1,86 @@
+"""The PostgreSQL unit of work's plain statements: transactions, claims and broken connections."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from booking.adapters.sql import SqlUnitOfWorkFactory, create_engine
+from booking.domain.booking import BookingStatus
+from booking.ports.errors import DatabaseUnavailable, SeatsAlreadyClaimed
+from booking.ports.repository import AuditEntry
+from tests.support.postgres import T0, PostgresServer, clear_tables, make_booking
+
+
+@pytest.fixture
+async def single(postgres_url: str, postgres_engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """An engine with one pooled connection, on emptied tables."""
+    await clear_tables(postgres_engine)
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
+    yield engine
+    await engine.dispose()
+
+
+async def test_read_only_block_opens_no_transaction_and_a_write_does(single: AsyncEngine) -> None:
+    """Reads before any write run without BEGIN; the first write opens the block's transaction."""
+    uow = SqlUnitOfWorkFactory(single)
+    async with uow() as tx:
+        await tx.bookings.add(make_booking(1))
+        await tx.commit()
+    async with uow() as tx:
+        driver = await tx.driver(write=False)
+        assert await tx.bookings.get(1) is not None
+        assert not driver.is_in_transaction()
+        await tx.bookings.add(make_booking(2, seat_ids=[3]))
+        assert driver.is_in_transaction()
+        # Reads after a write see the block's own uncommitted rows.
+        assert await tx.bookings.get(2) is not None
+    async with uow() as tx:
+        assert await tx.bookings.get(2) is None  # left without commit: rolled back
+
+
+async def test_taken_seats_are_named_and_the_block_goes_on(single: AsyncEngine) -> None:
+    """A conflicting add names exactly the taken seats, leaves no row, and the block commits."""
+    uow = SqlUnitOfWorkFactory(single)
+    async with uow() as tx:
+        await tx.bookings.add(make_booking(1, seat_ids=[1, 2, 3]))
+        await tx.commit()
+    async with uow() as tx:
+        with pytest.raises(SeatsAlreadyClaimed) as raised:
+            await tx.bookings.add(make_booking(2, seat_ids=[9, 3, 1, 8]))
+        assert raised.value.seat_ids == [1, 3]
+        await tx.bookings.add(make_booking(3, seat_ids=[9, 8]))
+        entry = AuditEntry(3, "user:1", T0, None, BookingStatus.PENDING, None)
+        await tx.audit.record(entry)
+        await tx.commit()
+    async with uow() as tx:
+        assert await tx.bookings.get(2) is None
+        third = await tx.bookings.get(3)
+        assert third is not None
+        assert [seat.seat_id for seat in third.seats] == [9, 8]
+        assert await tx.audit.trail(3) == [entry]
+
+
+async def test_connection_killed_under_a_plain_statement(
+    single: AsyncEngine, postgres_server: PostgresServer
+) -> None:
+    """A backend killed mid-block answers DatabaseUnavailable and the pool replaces it."""
+    uow = SqlUnitOfWorkFactory(single)
+    async with uow() as tx:
+        await tx.bookings.add(make_booking(1))
+        await tx.commit()
+    async with uow() as tx:
+        driver = await tx.driver(write=False)
+        pid = await driver.fetchval("SELECT pg_backend_pid()")
+        admin = await postgres_server.admin()
+        try:
+            # Waits (up to 5 s) until the backend is gone.
+            await admin.execute("SELECT pg_terminate_backend($1, 5000)", pid)
+        finally:
+            await admin.close()
+        with pytest.raises(DatabaseUnavailable):
+            await tx.bookings.get(1)
+    async with uow() as tx:
+        assert await tx.bookings.get(1) is not None
