@@ -82,18 +82,20 @@ class SqlBookingRepository:
             # One lock order for every transaction (show, seat): two bookings racing for
             # overlapping seats then wait for each other instead of deadlocking.
             rows.sort(key=lambda row: row["seat_id"])
+            # The rows go as executemany parameters, not as a multi-row VALUES literal: the
+            # statement then compiles once and stays in SQLAlchemy's cache for every booking.
             if not claimed:
-                await conn.execute(insert(booking_seats).values(rows))
+                await conn.execute(insert(booking_seats), rows)
                 self._seen[booking.booking_id] = (booking.version, booking.status)
                 return
             result = await conn.execute(
                 upsert(conn.dialect, booking_seats)
-                .values(rows)
                 .on_conflict_do_nothing(
                     index_elements=[booking_seats.c.show_id, booking_seats.c.seat_id],
                     index_where=booking_seats.c.claimed,
                 )
-                .returning(booking_seats.c.seat_id)
+                .returning(booking_seats.c.seat_id),
+                rows,
             )
             taken = set(booking.seat_ids) - set(result.scalars().all())
             if taken:
@@ -395,7 +397,8 @@ class SqlOutbox:
             return
         rows = list(outbox_rows(messages))
         with database_errors("write outbox"):
-            await self._uow.connection.execute(insert(outbox).values(rows))
+            # executemany parameters: one cached statement whatever the number of messages.
+            await self._uow.connection.execute(insert(outbox), rows)
 
 
 class SqlAuditLog:
