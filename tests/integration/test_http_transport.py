@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from booking.adapters.http._common import build_request, encode_json
 from booking.adapters.http.transport import peer_client
 
 _ANSWER = (
@@ -87,3 +88,50 @@ async def test_concurrent_calls_get_a_connection_each(server: _OneShotServer) ->
         )
     assert [a.status_code for a in answers] == [200] * 16
     assert 1 <= server.connections <= 16
+
+
+_IDENTITY = {
+    "X-User-Id": "7",
+    "X-User-Name": "7_x",
+    "X-User-Roles": "ROLE_USER",
+    "X-Request-ID": "r",
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "headers", "body"),
+    [
+        ("POST", "http://127.0.0.1:9/api/v1/shows/internal/seats/verify", _IDENTITY, {"a": [1]}),
+        ("POST", "http://127.0.0.1:9/x", {**_IDENTITY, "Content-Type": "application/json"}, {}),
+        ("POST", "http://127.0.0.1:9/x", _IDENTITY, None),
+        ("GET", "http://127.0.0.1:9/x/s%2F1?q=1", {**_IDENTITY, "Accept": "text/plain"}, None),
+        ("delete", "http://127.0.0.1:9/eureka/apps/A/b", {}, None),
+    ],
+)
+async def test_built_request_is_the_one_httpx_builds(
+    method: str, url: str, headers: dict[str, str], body: object
+) -> None:
+    """The one-pass request builder yields httpx's own request: headers, body, URL, timeout."""
+    async with peer_client() as client:
+        ours = build_request(
+            client,
+            method,
+            url,
+            headers,
+            timeout=3.0,
+            json=None if body is None else encode_json(body),
+        )
+        theirs = client.build_request(method, url, headers=headers, json=body, timeout=3.0)
+    assert ours.method == theirs.method
+    assert ours.url == theirs.url
+    assert ours.headers.raw == theirs.headers.raw
+    assert ours.content == theirs.content
+    assert ours.extensions == theirs.extensions
+
+
+async def test_client_cookies_still_go_with_built_requests() -> None:
+    """A client holding a peer's cookie sends it, as httpx's builder would."""
+    async with peer_client() as client:
+        client.cookies.set("JSESSIONID", "z", domain="127.0.0.1")
+        ours = build_request(client, "POST", "http://127.0.0.1:9/x", _IDENTITY, timeout=1.0)
+    assert ours.headers["cookie"] == "JSESSIONID=z"

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import structlog
 
-from booking.adapters.http._common import RetryPolicy, TransientStatus, send_retrying
+from booking.adapters.http._common import RetryPolicy, TransientStatus, encode_json, send_retrying
 from booking.ports.errors import DependencyUnavailable
 
 log = structlog.get_logger(__name__)
@@ -258,7 +258,7 @@ class EurekaServiceDirectory:
                     headers=_JSON,
                     request_timeout=self._timeout,
                     policy=self._retry,
-                    json=json,
+                    json=None if json is None else encode_json(json),
                 )
             except (httpx.HTTPError, TransientStatus) as exc:
                 last = exc

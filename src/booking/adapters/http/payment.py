@@ -15,6 +15,7 @@ from booking.adapters.http._common import (
     PeerAddress,
     RetryPolicy,
     TransientStatus,
+    build_request,
     identity_headers,
 )
 from booking.adapters.http._common import send_retrying as _send_retrying
@@ -127,15 +128,15 @@ class HttpPaymentGateway:
             cancel_url=self._cancel_url,
         )
         try:
-            response = await self._client.post(
+            request = build_request(
+                self._client,
+                "POST",
                 url,
-                content=msgspec.json.encode(body),
-                headers={
-                    **identity_headers(caller, self._service_role),
-                    "Content-Type": "application/json",
-                },
+                identity_headers(caller, self._service_role),
                 timeout=self._timeout,
+                json=msgspec.json.encode(body),
             )
+            response = await self._client.send(request)
         except httpx.HTTPError as exc:
             log.warning("payment.create.unknown_outcome", booking_id=booking_id, error=repr(exc))
             raise PaymentUnavailable(

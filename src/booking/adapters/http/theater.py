@@ -15,6 +15,7 @@ from booking.adapters.http._common import (
     PeerAddress,
     RetryPolicy,
     TransientStatus,
+    encode_json,
     identity_headers,
     send_retrying,
 )
@@ -140,7 +141,7 @@ class HttpTheaterCatalog:
                 headers=headers,
                 request_timeout=self._timeout,
                 policy=self._retry,
-                json=body,
+                json=encode_json(body),
                 transient_statuses=(),
                 on=(httpx.ConnectError, httpx.ConnectTimeout),
             )
@@ -234,7 +235,7 @@ class HttpTheaterCatalog:
                 headers=headers,
                 request_timeout=self._timeout,
                 policy=self._retry,
-                json=body,
+                json=None if body is None else encode_json(body),
                 transient_statuses=transient_statuses,
             )
         except (httpx.HTTPError, TransientStatus) as exc:
