@@ -21,9 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.redis import free_port
-
 _CHUNK = 65_536
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (kept here: the proxy process imports little)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class _Proxy:

@@ -176,11 +176,13 @@ class Stack:
         self.redis = RedisServer(self.workdir)
         self.redis.start()
         self._stack.callback(self.redis.stop)
-        self.payment = PaymentPeer(self._dir("payment"))
-        self.theater = TheaterPeer(self._dir("theater"))
-        for peer in (self.payment, self.theater):
-            peer.start()
-            self._stack.callback(peer.stop)
+        if self.payment is None or self.theater is None:
+            # Peers of our own, unless shared ones were given (the pytest session's).
+            self.payment = PaymentPeer(self._dir("payment"))
+            self.theater = TheaterPeer(self._dir("theater"))
+            for peer in (self.payment, self.theater):
+                peer.start()
+                self._stack.callback(peer.stop)
         kafka_proxy = TcpProxy("127.0.0.1", 0, self.workdir, "broker")
         self.broker = Broker(self.workdir, kafka_proxy.port)
         kafka_proxy.target = ("127.0.0.1", self.broker.port)
