@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -397,6 +398,31 @@ class SqlOutbox:
             return
         rows = list(outbox_rows(messages))
         with database_errors("write outbox"):
+            driver = await self._uow.driver(write=True)
+            if driver is not None:
+                # One pipelined executemany of a prepared statement. The JSON columns go as
+                # text made by json.dumps, as SQLAlchemy's JSON type would (its asyncpg codec
+                # for json takes text).
+                await driver.executemany(
+                    _PG_OUTBOX,
+                    [
+                        (
+                            row["message_id"],
+                            row["booking_id"],
+                            row["kind"],
+                            row["name"],
+                            json.dumps(row["payload"]),
+                            json.dumps(row["headers"]),
+                            _aware(row["created_at"]),
+                            _aware(row["available_at"]),
+                            row["attempts"],
+                            row["last_error"],
+                            _aware(row["sent_at"]),
+                        )
+                        for row in rows
+                    ],
+                )
+                return
             # executemany parameters: one cached statement whatever the number of messages.
             await self._uow.connection.execute(insert(outbox), rows)
 
@@ -518,6 +544,12 @@ WHERE id = $1 AND version = $2
 _PG_AUDIT = """
 INSERT INTO audit_log (booking_id, actor, at, from_status, to_status, reason, refund_required)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+_PG_OUTBOX = """
+INSERT INTO outbox (message_id, booking_id, kind, name, payload, headers, created_at,
+    available_at, attempts, last_error, sent_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 """
 
 
