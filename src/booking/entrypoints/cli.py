@@ -268,7 +268,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:  # the README's configuration table
         print("| variable | default | meaning |\n|---|---|---|")
-        for name, default, help_text in describe():
+        for name, value, help_text in describe():
+            default = value.lower() if value in ("True", "False") else value
             shown = f"`{default}`" if default else "—"
             print(f"| `{name}` | {shown} | {help_text.replace('|', '/')} |")
         return 0

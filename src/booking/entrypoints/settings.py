@@ -185,7 +185,10 @@ class Settings:
         default=None,
         metadata=_spec(_database_url, "postgresql:// or sqlite:/// (default: data dir file)"),
     )
-    database_pool_size: int = field(default=10, metadata=_spec(_positive_int, "pool size"))
+    database_pool_size: int = field(
+        default=10,
+        metadata=_spec(_positive_int, "database connections per process (as many may overflow)"),
+    )
     redis_url: str | None = field(
         default=None, metadata=_spec(_redis_url, "Redis for seat holds (unset: in-process)")
     )
@@ -209,7 +212,9 @@ class Settings:
     )
     auth_mode: AuthMode | None = field(
         default=None,
-        metadata=_spec(_auth_mode, "jwt, gateway or gateway+jwt (see resolved_auth_mode)"),
+        metadata=_spec(
+            _auth_mode, "jwt, gateway or gateway+jwt (unset: gateway+jwt with a secret, else jwt)"
+        ),
     )
     jwt_secret: str | None = field(
         default=None, metadata=_spec(_secret, "base64 HMAC key of the platform's JWTs")
@@ -223,10 +228,15 @@ class Settings:
     service_role: str = field(
         default="ROLE_SERVICE_ACCOUNT", metadata=_spec(_str, "role sent on internal calls")
     )
-    hold_ttl_seconds: int = field(default=300, metadata=_spec(_positive_int, "seat hold"))
-    hold_grace_seconds: int = field(default=60, metadata=_spec(_positive_int, "hold grace"))
+    hold_ttl_seconds: int = field(
+        default=300, metadata=_spec(_positive_int, "how long seats are held for the payment")
+    )
+    hold_grace_seconds: int = field(
+        default=60,
+        metadata=_spec(_positive_int, "wait past the hold for an unanswering Payment Service"),
+    )
     reconcile_interval_seconds: float = field(
-        default=5.0, metadata=_spec(_positive_float, "reconciler period")
+        default=5.0, metadata=_spec(_positive_float, "how often the reconciler looks for due holds")
     )
     relay_interval_seconds: float = field(
         default=0.2, metadata=_spec(_positive_float, "outbox relay polling period")
