@@ -63,8 +63,9 @@ async def test_taken_seats_are_named_and_the_block_goes_on(single: AsyncEngine) 
         assert await tx.audit.trail(3) == [entry]
 
 
+@pytest.mark.parametrize("after_write", [False, True], ids=["reading", "writing"])
 async def test_connection_killed_under_a_plain_statement(
-    single: AsyncEngine, postgres_server: PostgresServer
+    single: AsyncEngine, postgres_server: PostgresServer, after_write: bool
 ) -> None:
     """A backend killed mid-block answers DatabaseUnavailable and the pool replaces it."""
     uow = SqlUnitOfWorkFactory(single)
@@ -72,6 +73,8 @@ async def test_connection_killed_under_a_plain_statement(
         await tx.bookings.add(make_booking(1))
         await tx.commit()
     async with uow() as tx:
+        if after_write:
+            await tx.bookings.add(make_booking(2, seat_ids=[5]))
         driver = await tx.driver(write=False)
         pid = await driver.fetchval("SELECT pg_backend_pid()")
         admin = await postgres_server.admin()
@@ -84,3 +87,4 @@ async def test_connection_killed_under_a_plain_statement(
             await tx.bookings.get(1)
     async with uow() as tx:
         assert await tx.bookings.get(1) is not None
+        assert await tx.bookings.get(2) is None

@@ -92,13 +92,14 @@ class SqlUnitOfWork:
         driver, self._driver, self._adapter = self._driver, None, None
         if connection is None:
             return
-        if driver is not None and driver.is_closed():
-            # Broken under a plain statement: the pool must not hand this connection out again.
-            await connection.invalidate()
         try:
             with database_errors("rollback"):
                 try:
-                    if connection.in_transaction():
+                    if driver is not None and driver.is_closed():
+                        # Broken under a plain statement: the pool must not hand this
+                        # connection out again (the server dropped its transaction with it).
+                        await connection.invalidate()
+                    elif connection.in_transaction():
                         await connection.rollback()
                 finally:
                     await connection.close()
