@@ -46,14 +46,18 @@ class SqlUnitOfWork:
         with database_errors("begin"):
             connection = await self._engine.connect()
             try:
-                await connection.begin()
+                if connection.dialect.name == "postgresql":
+                    # No transaction yet: the first write (see `driver`) or Core statement
+                    # opens it, so a block that only reads never sends BEGIN or ROLLBACK.
+                    raw = await connection.get_raw_connection()
+                    self._adapter = raw.dbapi_connection
+                    self._driver = raw.driver_connection
+                else:
+                    await connection.begin()
             except BaseException:
+                self._driver = self._adapter = None
                 await connection.close()
                 raise
-        if connection.dialect.name == "postgresql":
-            raw = await connection.get_raw_connection()
-            self._adapter = raw.dbapi_connection
-            self._driver = raw.driver_connection
         self._connection = connection
         self._repository.forget_reads()
         return self
