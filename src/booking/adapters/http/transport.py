@@ -23,12 +23,14 @@ class _PeerStream(httpcore.AsyncNetworkStream):
     hung up); AnyIO answers the raw-socket lookup by building its whole attribute dictionary
     each time, which was the largest single cost of a peer call. The socket object is stable
     for the stream's life (`fileno()` turns -1 once closed, which reads as readable: dropped).
+    While its backend's `probing` is off the probe answers "not readable" without a syscall.
     """
 
-    __slots__ = ("_inner", "_socket")
+    __slots__ = ("_backend", "_inner", "_socket")
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+    def __init__(self, inner: httpcore.AsyncNetworkStream, backend: _PeerBackend) -> None:
         self._inner = inner
+        self._backend = backend
         self._socket = inner.get_extra_info("socket")
 
     # The `timeout` parameters are httpcore's stream interface, not ours to change.
@@ -51,12 +53,16 @@ class _PeerStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            return is_socket_readable(self._socket)
+            return self._backend.probing and is_socket_readable(self._socket)
         return self._inner.get_extra_info(info)
 
 
 class _PeerBackend(AnyIOBackend):
-    """httpcore's AnyIO backend, with streams whose idle probe is cheap."""
+    """httpcore's AnyIO backend, with streams whose idle probe is cheap and can be paused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.probing = True
 
     async def connect_tcp(
         self,
@@ -67,7 +73,7 @@ class _PeerBackend(AnyIOBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
-        return _PeerStream(stream)
+        return _PeerStream(stream, self)
 
 
 class _PeerPool(httpcore.AsyncConnectionPool):
@@ -79,28 +85,38 @@ class _PeerPool(httpcore.AsyncConnectionPool):
     an idle connection is closed while the pool holds more than `max_keepalive_connections`
     connections (httpcore counts all of them, idle or not), and a queued request takes the
     first available connection, else a new one, else replaces the first idle one.
+
+    httpcore also polls the socket of every idle connection on each pass, a syscall per idle
+    connection per request, to drop those the peer hung up on. Here the sweep drops closed and
+    keep-alive-expired connections without polling, and an idle connection's socket is polled
+    when it is about to be handed out: one that the peer hung up on is closed and never used.
     """
+
+    def __init__(self, *, network_backend: _PeerBackend, **options: Any) -> None:
+        super().__init__(network_backend=network_backend, **options)
+        self._backend = network_backend
 
     def _assign_requests_to_connections(self) -> list[AsyncConnectionInterface]:
         closing: list[AsyncConnectionInterface] = []
         connections = self._connections
-        for connection in list(connections):
-            if connection.is_closed():
-                connections.remove(connection)
-            elif connection.has_expired() or (
-                connection.is_idle() and len(connections) > self._max_keepalive_connections
-            ):
-                connections.remove(connection)
-                closing.append(connection)
+        self._backend.probing = False
+        try:
+            for connection in list(connections):
+                if connection.is_closed():
+                    connections.remove(connection)
+                elif connection.has_expired() or (
+                    connection.is_idle() and len(connections) > self._max_keepalive_connections
+                ):
+                    connections.remove(connection)
+                    closing.append(connection)
+        finally:
+            self._backend.probing = True
 
         for pool_request in self._requests:
             if not pool_request.is_queued():
                 continue
             origin = pool_request.request.url.origin
-            available = next(
-                (c for c in connections if c.can_handle_request(origin) and c.is_available()),
-                None,
-            )
+            available = self._first_available(origin, closing)
             if available is not None:
                 pool_request.assign_to_connection(available)
             elif len(connections) < self._max_connections:
@@ -116,6 +132,21 @@ class _PeerPool(httpcore.AsyncConnectionPool):
                     connections.append(connection)
                     pool_request.assign_to_connection(connection)
         return closing
+
+    def _first_available(
+        self, origin: httpcore.Origin, closing: list[AsyncConnectionInterface]
+    ) -> AsyncConnectionInterface | None:
+        """The first connection that can take a request to `origin` now; an idle one whose
+        peer hung up (socket readable, or its keep-alive over) is closed on the way."""
+        for connection in list(self._connections):
+            if not (connection.can_handle_request(origin) and connection.is_available()):
+                continue
+            if connection.is_idle() and connection.has_expired():
+                self._connections.remove(connection)
+                closing.append(connection)
+                continue
+            return connection
+        return None
 
 
 def peer_transport(limits: httpx.Limits = PEER_LIMITS) -> httpx.AsyncHTTPTransport:
