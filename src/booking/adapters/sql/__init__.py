@@ -1,4 +1,4 @@
-"""SQL adapters (SQLAlchemy Core, async): PostgreSQL via asyncpg, SQLite via aiosqlite."""
+"""SQL adapters (SQLAlchemy Core, async; the hot statements as plain asyncpg on PostgreSQL)."""
 
 from booking.adapters.sql.engine import create_engine
 from booking.adapters.sql.idempotency import SqlIdempotencyStore
