@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from booking.adapters.http._common import build_request, encode_json
-from booking.adapters.http.transport import peer_client
+from booking.adapters.http.transport import peer_client, peer_transport
 
 _ANSWER = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
@@ -135,3 +136,14 @@ async def test_client_cookies_still_go_with_built_requests() -> None:
         client.cookies.set("JSESSIONID", "z", domain="127.0.0.1")
         ours = build_request(client, "POST", "http://127.0.0.1:9/x", _IDENTITY, timeout=1.0)
     assert ours.headers["cookie"] == "JSESSIONID=z"
+
+
+async def test_a_full_pool_queues_calls_on_its_connections(server: _OneShotServer) -> None:
+    """Sixteen concurrent calls through a pool of two are all answered on those two connections."""
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+    async with peer_client(peer_transport(limits)) as client:
+        answers = await asyncio.gather(
+            *(client.get(f"http://127.0.0.1:{server.port}/x", timeout=5) for _ in range(16))
+        )
+    assert [a.status_code for a in answers] == [200] * 16
+    assert server.connections <= 2

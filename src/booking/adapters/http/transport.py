@@ -84,7 +84,8 @@ class _PeerPool(httpcore.AsyncConnectionPool):
     available and idle connection to take the first. Same decisions here, in one pass each:
     an idle connection is closed while the pool holds more than `max_keepalive_connections`
     connections (httpcore counts all of them, idle or not), and a queued request takes the
-    first available connection, else a new one, else replaces the first idle one.
+    first available connection, else a new one, else replaces the first idle one; a
+    connection already handed to a request that has not started yet is not handed out again.
 
     httpcore also polls the socket of every idle connection on each pass, a syscall per idle
     connection per request, to drop those the peer hung up on. Here the sweep drops closed and
@@ -112,34 +113,42 @@ class _PeerPool(httpcore.AsyncConnectionPool):
         finally:
             self._backend.probing = True
 
+        # A connection handed to a request that has not started on it yet still looks idle
+        # and available; giving it to a second request only makes one of them fail with
+        # ConnectionNotAvailable and go round the pool again. HTTP/1.1: one request each.
+        reserved = {id(r.connection) for r in self._requests if r.connection is not None}
         for pool_request in self._requests:
             if not pool_request.is_queued():
                 continue
             origin = pool_request.request.url.origin
-            available = self._first_available(origin, closing)
-            if available is not None:
-                pool_request.assign_to_connection(available)
-            elif len(connections) < self._max_connections:
-                connection = self.create_connection(origin)
-                connections.append(connection)
-                pool_request.assign_to_connection(connection)
-            else:
-                idle = next((c for c in connections if c.is_idle()), None)
-                if idle is not None:
-                    connections.remove(idle)
-                    closing.append(idle)
-                    connection = self.create_connection(origin)
-                    connections.append(connection)
-                    pool_request.assign_to_connection(connection)
+            chosen = self._first_available(origin, closing, reserved)
+            if chosen is None and len(connections) < self._max_connections:
+                chosen = self.create_connection(origin)
+                connections.append(chosen)
+            elif chosen is None:
+                idle = next((c for c in connections if c.is_idle() and id(c) not in reserved), None)
+                if idle is None:
+                    continue
+                connections.remove(idle)
+                closing.append(idle)
+                chosen = self.create_connection(origin)
+                connections.append(chosen)
+            reserved.add(id(chosen))
+            pool_request.assign_to_connection(chosen)
         return closing
 
     def _first_available(
-        self, origin: httpcore.Origin, closing: list[AsyncConnectionInterface]
+        self,
+        origin: httpcore.Origin,
+        closing: list[AsyncConnectionInterface],
+        reserved: set[int],
     ) -> AsyncConnectionInterface | None:
-        """The first connection that can take a request to `origin` now; an idle one whose
-        peer hung up (socket readable, or its keep-alive over) is closed on the way."""
+        """The first unreserved connection that can take a request to `origin` now; an idle
+        one whose peer hung up (socket readable, or its keep-alive over) is closed on the way."""
         for connection in list(self._connections):
-            if not (connection.can_handle_request(origin) and connection.is_available()):
+            if id(connection) in reserved or not (
+                connection.can_handle_request(origin) and connection.is_available()
+            ):
                 continue
             if connection.is_idle() and connection.has_expired():
                 self._connections.remove(connection)
