@@ -4,15 +4,22 @@ outbound call, OpenTelemetry spans (in-memory exporter), and every metric the pl
 from __future__ import annotations
 
 import contextlib
+import http.server
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -22,6 +29,7 @@ from booking.application.reconcile import Reconciler
 from booking.entrypoints.app import create_app
 from booking.entrypoints.container import create_container, instances
 from booking.entrypoints.observability import Tracing, correlation_ids, parse_traceparent
+from booking.entrypoints.settings import load_settings
 from booking.ports.clock import Clock
 from booking.ports.seat_lock import SeatLock
 from tests.http.conftest import BASE, auth, running, settings_for
@@ -268,3 +276,80 @@ async def test_metrics_after_a_lifecycle_show_what_operators_watch(
     assert _sample(text, "booking_http_requests_total", route="/api/v1/bookings", status="201")
     assert _sample(text, "booking_dependency_up", dependency="database") == 1.0
     assert _sample(text, "booking_dependency_up", dependency="redis") == 0.0
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace receiver: keeps each decoded export request."""
+
+    received: ClassVar[list[ExportTraceServiceRequest]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        self.received.append(request)
+        answer = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *_: object) -> None:
+        return None
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    """A local OTLP/HTTP collector on a free port."""
+    _Collector.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1/traces", _Collector.received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+async def test_settings_switch_on_otlp_export(
+    collector: tuple[str, list[ExportTraceServiceRequest]], tmp_path: Path
+) -> None:
+    """BOOKING_OTEL_ENABLED with an exporter endpoint: the request's span reaches an OTLP/HTTP
+    collector under the configured service name, at the latest when the app shuts down."""
+    endpoint, received = collector
+    settings = load_settings(
+        {
+            "BOOKING_DATA_DIR": str(tmp_path),
+            "BOOKING_DATABASE_URL": "memory://",
+            "BOOKING_RUN_WORKERS": "false",
+            "BOOKING_OTEL_ENABLED": "true",
+            "BOOKING_OTEL_EXPORTER_ENDPOINT": endpoint,
+            "BOOKING_OTEL_SERVICE_NAME": "booking-under-test",
+        },
+        dotenv=None,
+    )
+    app = create_app(settings)
+    async with (
+        running(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"
+        ) as client,
+    ):
+        response = await client.get("/health/live", headers={"traceparent": TRACEPARENT})
+        assert response.status_code == 200
+    spans = [
+        (resource.resource, span)
+        for request in received
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert [span.name for _, span in spans] == ["GET /health/live"]
+    resource, span = spans[0]
+    assert span.trace_id.hex() == TRACE_ID
+    assert span.parent_span_id.hex() == PARENT_SPAN
+    names = {a.key: a.value.string_value for a in resource.attributes}
+    assert names["service.name"] == "booking-under-test"
