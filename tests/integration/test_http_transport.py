@@ -147,3 +147,32 @@ async def test_a_full_pool_queues_calls_on_its_connections(server: _OneShotServe
         )
     assert [a.status_code for a in answers] == [200] * 16
     assert server.connections <= 2
+
+
+async def test_a_peer_cookie_is_kept_and_sent_back() -> None:
+    """A Set-Cookie from a peer is stored by the client and goes with the next call."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                seen.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nset-cookie: JSESSIONID=abc; Path=/\r\n"
+                    b"content-length: 0\r\n\r\n"
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        async with peer_client() as client:
+            await client.get(f"http://127.0.0.1:{port}/a", timeout=5)
+            await client.get(f"http://127.0.0.1:{port}/b", timeout=5)
+            assert client.cookies.get("JSESSIONID") == "abc"
+    finally:
+        srv.close()
+    assert b"jsessionid=abc" not in seen[0].lower()
+    assert b"cookie: jsessionid=abc" in seen[1].lower()

@@ -173,15 +173,31 @@ def peer_transport(limits: httpx.Limits = PEER_LIMITS) -> httpx.AsyncHTTPTranspo
     return transport
 
 
+class _PeerCookies(httpx.Cookies):
+    """A cookie jar that skips httpx's per-response cookie parsing when there is nothing to parse.
+
+    httpx wraps every response and its request in urllib objects (re-parsing the URL) before
+    the jar looks for Set-Cookie headers; a response without any stores nothing either way.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
 def peer_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """The one client an adapter (or the container, per peer) keeps for its whole life.
 
     `transport` wraps `peer_transport()` when given (metrics, tracing); the environment's proxy
     and netrc settings are never read, so requests skip those lookups.
     """
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         transport=transport if transport is not None else peer_transport(),
         trust_env=False,
         http2=False,
         follow_redirects=False,
     )
+    # The `cookies` setter copies into a plain Cookies; the jar itself is kept as is.
+    client._cookies = _PeerCookies()
+    return client
