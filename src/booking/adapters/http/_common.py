@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
@@ -61,17 +62,23 @@ def identity_headers(caller: Principal, service_role: str = DEFAULT_SERVICE_ROLE
     Roles are spelled like the configured service role: `ROLE_X` when it has the prefix (the
     deployed platform), bare otherwise (older services that add `ROLE_` themselves).
     """
-    prefix = _ROLE_PREFIX if service_role.upper().startswith(_ROLE_PREFIX) else ""
-    service = normalise_role(service_role).upper()
-    roles = [f"{prefix}{role}" for role in sorted(caller.roles) if role != service]
-    roles.append(f"{prefix}{service}")
     headers = {
         "X-User-Id": str(int(caller.user_id)),
         "X-User-Name": caller.username,
-        "X-User-Roles": ",".join(roles),
+        "X-User-Roles": _roles_header(caller.roles, service_role),
     }
     headers.update(correlation_headers())
     return headers
+
+
+@functools.lru_cache(maxsize=256)
+def _roles_header(roles: frozenset[str], service_role: str) -> str:
+    # Callers hold a handful of role sets: spell each once, not on every call.
+    prefix = _ROLE_PREFIX if service_role.upper().startswith(_ROLE_PREFIX) else ""
+    service = normalise_role(service_role).upper()
+    spelled = [f"{prefix}{role}" for role in sorted(roles) if role != service]
+    spelled.append(f"{prefix}{service}")
+    return ",".join(spelled)
 
 
 def correlation_headers() -> dict[str, str]:
