@@ -111,9 +111,14 @@ class BookingProvider(Provider):
 
     @provide
     def saga(self, settings: Settings) -> SagaSettings:
+        defaults = SagaSettings()
+        grace = timedelta(seconds=settings.hold_grace_seconds)
         return SagaSettings(
             hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
-            grace=timedelta(seconds=settings.hold_grace_seconds),
+            grace=grace,
+            # A booking the reconciler found "not yet" is not looked at again for a lease: a
+            # lease longer than the grace would keep it PENDING past hold + grace.
+            reconcile_lease=min(defaults.reconcile_lease, grace),
         )
 
     @provide
@@ -468,9 +473,12 @@ class _PeerClient:
     """An httpx client per peer with metrics on every attempt; closed with the container."""
 
     def __init__(self, peer: str, metrics: PrometheusTelemetry, tracing: Tracing) -> None:
-        self._client = httpx.AsyncClient(
-            transport=tracing.transport(peer, InstrumentedTransport(peer, metrics)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        from booking.adapters.http.transport import peer_client, peer_transport
+
+        # The pool's limits live in the innermost transport: httpx ignores `limits=` when a
+        # transport is given.
+        self._client = peer_client(
+            tracing.transport(peer, InstrumentedTransport(peer, metrics, inner=peer_transport()))
         )
 
     async def __aenter__(self) -> httpx.AsyncClient:
