@@ -202,20 +202,8 @@ class Platform:
 @pytest.fixture(scope="module")
 async def e2e_database(postgres_server: PostgresServer) -> AsyncIterator[str]:
     """An empty PostgreSQL database of this module (migrated by `booking migrate`)."""
-    name = f"booking_e2e_{uuid.uuid4().hex[:12]}"
-    admin = await postgres_server.admin()
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield postgres_server.url(name)
-    finally:
-        admin = await postgres_server.admin()
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with postgres_server.database("booking_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -128,20 +128,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 async def stack_database(postgres_server: PostgresServer) -> AsyncIterator[str]:
-    name = f"booking_stack_{uuid.uuid4().hex[:12]}"
-    admin = await postgres_server.admin()
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield postgres_server.url(name)
-    finally:
-        admin = await postgres_server.admin()
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with postgres_server.database("booking_stack") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ databases are migrated with the packaged Alembic migrations, as `booking migrate
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -59,6 +60,23 @@ class PostgresServer:
             host=self.host, port=self.port, user=self.user, database="postgres", timeout=5
         )
 
+    async def _execute(self, statement: str) -> None:
+        admin = await self.admin()
+        try:
+            await admin.execute(statement)
+        finally:
+            await admin.close()
+
+    @contextlib.asynccontextmanager
+    async def database(self, prefix: str) -> AsyncIterator[str]:
+        """A brand-new empty database named `<prefix>_<random>`, dropped on the way out."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        await self._execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.url(name)
+        finally:
+            await self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
 
 async def _find_server() -> PostgresServer:
     errors = []
@@ -88,41 +106,16 @@ async def postgres_server() -> PostgresServer:
 @pytest.fixture(scope="session")
 async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
     """A database of its own for this test session, migrated to head, dropped at the end."""
-    name = f"booking_test_{uuid.uuid4().hex[:12]}"
-    admin = await postgres_server.admin()
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = postgres_server.url(name)
-    try:
+    async with postgres_server.database("booking_test") as url:
         await upgrade(url)
         yield url
-    finally:
-        admin = await postgres_server.admin()
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture
 async def empty_postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
     """A brand-new empty database (no tables), dropped after the test."""
-    name = f"booking_empty_{uuid.uuid4().hex[:12]}"
-    admin = await postgres_server.admin()
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield postgres_server.url(name)
-    finally:
-        admin = await postgres_server.admin()
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with postgres_server.database("booking_empty") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
