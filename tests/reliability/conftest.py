@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.reliability.stack import Replica, Stack, Timing
+from tests.reliability.stack import Replica, Stack, Timing, start_all
 from tests.support.peers import PaymentPeer, TheaterPeer
 from tests.support.postgres import PostgresServer
 
@@ -40,9 +40,8 @@ async def stack(
 
 
 @pytest.fixture(scope="package")
-def replicas(stack: Stack) -> list[Replica]:
+async def replicas(stack: Stack) -> list[Replica]:
     """Two replicas of `booking serve` on one database, Redis and broker, no creation limit."""
     pair = [stack.replica("a"), stack.replica("b")]
-    for replica in pair:
-        replica.start()
+    await start_all(pair)
     return pair

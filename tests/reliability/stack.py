@@ -102,6 +102,19 @@ class Replica(BookingServer):
         return "\n".join(p.read_text(errors="replace") for p in self._logs if p.exists())
 
 
+async def start_all(replicas: list[Replica], parallel: int = 2) -> None:
+    """Start replicas, `parallel` at a time (each start is mostly CPU: imports, migrations)."""
+    import asyncio
+
+    slots = asyncio.Semaphore(parallel)
+
+    async def one(replica: Replica) -> None:
+        async with slots:
+            await asyncio.to_thread(replica.start)
+
+    await asyncio.gather(*(one(r) for r in replicas))
+
+
 class Broker:
     """Tansu listening on one port and advertising its proxy's, so that every client (the
     service and the test's consumers) reaches it through the proxy."""

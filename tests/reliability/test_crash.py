@@ -1,16 +1,16 @@
 """Crash recovery: the server SIGKILLed at each step of the saga, then started again.
 
-One replica walks the steps: it is started armed to kill itself at a step, a customer drives a
-booking into that step, the process dies, and it is started again armed for the next step only
-(a fault the recovery of the previous booking never passes: expiry and the relay create and
-confirm nothing; the test checks it stayed alive); the last start carries no fault at all.
-Each test then checks one step's booking: CONFIRMED or FAILED within hold + grace, nothing
-left behind, every event on the broker exactly once."""
+Five replicas start at once, each armed to kill itself at one step; a customer drives one
+booking into each one's step, and each dies there. Then one of them starts again without any
+fault and, sharing the database, Redis and broker, recovers all five bookings. Each test checks
+one step's booking: CONFIRMED or FAILED within hold + grace, nothing left behind (hold, claim,
+Theater lock), every event on the broker exactly once, and the restarted process alive."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +21,11 @@ import redis.asyncio as aioredis
 from booking.ports.faults import Step
 from tests.e2e.conftest import wait_for
 from tests.reliability.checker import Findings, Snapshot, check, read_holds, snapshot, wait_settled
-from tests.reliability.stack import BASE, Replica, Stack, gateway_headers
+from tests.reliability.stack import BASE, Replica, Stack, gateway_headers, start_all
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.kafka]
 
 CRASH = "BOOKING_FAULT_CRASH_AT"
-# The hold step last: its restart carries no fault, so the seats can be sold again on it.
-STEPS = [*(s for s in Step if s is not Step.AFTER_HOLD), Step.AFTER_HOLD]
 USER = 4242
 
 
@@ -91,14 +89,14 @@ async def _ttls(stack: Stack, show_id: int, seats: list[int]) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-async def crashes(stack: Stack) -> dict[Step, Crash]:
-    """Every step crashed once, in order, each booking settled and checked."""
+async def crashes(stack: Stack) -> AsyncIterator[dict[Step, Crash]]:
+    """Every step crashed once, then one clean restart; each booking settled and checked."""
     assert stack.theater is not None and stack.redis is not None
-    replica = stack.replica("crash", **{CRASH: STEPS[0].value})
-    await asyncio.to_thread(replica.start)
-    outcomes: dict[Step, Crash] = {}
+    armed = {step: stack.replica(f"crash-{step.value}", **{CRASH: step.value}) for step in Step}
+    await start_all(list(armed.values()))
     try:
-        for index, step in enumerate(STEPS):
+        left: dict[Step, tuple[Any, ...]] = {}
+        for step, replica in armed.items():
             show_id, all_seats = stack.new_show(1, 4)
             seats = all_seats[:2]
             answer, booking_id = await _provoke(replica, stack, step, show_id, seats)
@@ -106,23 +104,25 @@ async def crashes(stack: Stack) -> dict[Step, Crash]:
             holds = await read_holds(stack.redis.url, show_id)
             ttls = await _ttls(stack, show_id, seats)
             theater = await asyncio.to_thread(stack.theater.seat_statuses, show_id)
-            following = STEPS[index + 1].value if index + 1 < len(STEPS) else ""
-            await asyncio.to_thread(replica.restart, **{CRASH: following})
+            left[step] = (show_id, seats, code, answer, booking_id, holds, ttls, theater)
+        restarted = armed[Step.AFTER_HOLD]
+        await asyncio.to_thread(restarted.restart, **{CRASH: ""})
+        outcomes: dict[Step, Crash] = {}
+        for step, (show_id, seats, *rest) in left.items():
             settle = await wait_settled(stack, show_id, stack.timing.settle_bound)
             if step is Step.AFTER_HOLD:
                 await _holds_expire(stack, show_id)
             snap = await snapshot(stack, show_id)
             findings = check(snap, None, allow_503=False, faults=1)
-            alive = replica.process is not None and replica.process.poll() is None
-            outcomes[step] = Crash(
-                step, show_id, seats, code, answer, booking_id, holds, ttls, theater, settle,
-                snap, findings, alive,
-            )  # fmt: skip
-            if step is Step.AFTER_HOLD:
-                outcomes[step].sold_again = await _sells(replica, show_id, seats)
+            outcomes[step] = Crash(step, show_id, seats, *rest, settle, snap, findings, False)
+        alive = restarted.process is not None and restarted.process.poll() is None
+        for crash in outcomes.values():
+            crash.alive_after_recovery = alive
+        hold = outcomes[Step.AFTER_HOLD]
+        hold.sold_again = await _sells(restarted, hold.show_id, hold.seats)
+        yield outcomes
     finally:
-        await asyncio.to_thread(replica.stop)
-    return outcomes
+        await asyncio.gather(*(asyncio.to_thread(r.stop) for r in armed.values()))
 
 
 async def _holds_expire(stack: Stack, show_id: int) -> None:
