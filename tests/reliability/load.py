@@ -89,7 +89,7 @@ class Load:
     async def run(self) -> History:
         limits = httpx.Limits(max_connections=300, max_keepalive_connections=100)
         async with (
-            httpx.AsyncClient(timeout=10.0, limits=limits) as payment,
+            httpx.AsyncClient(timeout=30.0, limits=limits) as payment,
             contextlib_clients(self.replicas, limits) as clients,
         ):
             self._clients = clients
@@ -237,7 +237,9 @@ class contextlib_clients:  # noqa: N801 - used like a function
 
     def __init__(self, replicas: Sequence[Replica], limits: httpx.Limits) -> None:
         self._clients = {
-            r.name: httpx.AsyncClient(base_url=r.url, timeout=10.0, limits=limits) for r in replicas
+            # Longer than any bound of the service: its own timeouts must end a request first.
+            r.name: httpx.AsyncClient(base_url=r.url, timeout=30.0, limits=limits)
+            for r in replicas
         }
 
     async def __aenter__(self) -> dict[str, httpx.AsyncClient]:

@@ -47,6 +47,8 @@ Scenario = Callable[[Stack, list[Replica]], Awaitable[Row]]
 
 
 def catalogue(size: Size, crash_size: Size) -> list[tuple[str, Scenario]]:
+    # Outages need free seats while the part is away: a larger hall than the races.
+    outage_size = Size(users=size.users, spread=size.spread, rows=5, columns=10)
     scenarios: list[tuple[str, Scenario]] = [
         ("race", lambda s, r: race(s, r, size)),
         ("race-redis", lambda s, r: race_without_redis(s, r, size)),
@@ -55,7 +57,16 @@ def catalogue(size: Size, crash_size: Size) -> list[tuple[str, Scenario]]:
         scenarios.append(
             (
                 f"outage-{part}",
-                lambda s, r, p=part, i=index: part_outage(s, r, size, p, seed=40 + i),
+                lambda s, r, p=part, i=index: part_outage(s, r, outage_size, p, seed=40 + i),
+            )
+        )
+    for index, part in enumerate(("postgres", "payment", "theater")):
+        scenarios.append(
+            (
+                f"partition-{part}",
+                lambda s, r, p=part, i=index: part_outage(
+                    s, r, outage_size, p, hang=True, seed=50 + i
+                ),
             )
         )
     for index, step in enumerate(Step):

@@ -7,10 +7,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import httpx
+
 from booking.ports.faults import Step
 from tests.reliability.checker import Findings, check, snapshot, wait_settled
 from tests.reliability.load import Load, Plan
-from tests.reliability.stack import Replica, Stack
+from tests.reliability.stack import BASE, Replica, Stack, gateway_headers
 
 Disturbance = Callable[[Load], Awaitable[int]]
 CRASH = "BOOKING_FAULT_CRASH_AT"
@@ -75,20 +77,41 @@ async def run_scenario(
     for replica in replicas:
         if replica.process is None or replica.process.poll() is not None:
             findings.add("violations", 1, f"replica {replica.name} is not running at the end")
+        elif not await _books(stack, replica):
+            findings.add("violations", 1, f"replica {replica.name} does not book any more")
     return Row(name, findings, state)
+
+
+async def _books(stack: Stack, replica: Replica) -> bool:
+    """Recovered by itself: a fresh seat books (201) and cancels (200) on this replica now."""
+    show_id, seats = stack.new_show(1, 1)
+    headers = gateway_headers(_users(1))
+    async with httpx.AsyncClient(base_url=replica.url, timeout=20) as http:
+        created = await http.post(BASE, json={"showId": show_id, "seatIds": seats}, headers=headers)
+        if created.status_code != 201:
+            return False
+        cancelled = await http.post(f"{BASE}/{created.json()['bookingId']}/cancel", headers=headers)
+    return cancelled.status_code == 200
 
 
 # --- disturbances -----------------------------------------------------------------------------
 
 
-def outage(stack: Stack, part: str, at: float, lasting: float) -> Disturbance:
+def outage(
+    stack: Stack, part: str, at: float, lasting: float, *, hang: bool = False
+) -> Disturbance:
     """`part` stopped `at` seconds into the load and started again `lasting` seconds later.
     Redis is really stopped (its holds are lost, as in a restart without persistence); the
-    others are cut at their proxy (connections reset and refused), keeping their data."""
+    others are cut at their proxy (connections reset and refused), keeping their data. With
+    `hang`, the proxy keeps connections open and moves no byte instead (a partition: callers
+    meet their timeouts, not a refusal)."""
 
     async def disturb(_: Load) -> int:
         await asyncio.sleep(at)
-        await asyncio.to_thread(_stop, stack, part)
+        if hang:
+            await asyncio.to_thread(stack.proxies[part].hang)
+        else:
+            await asyncio.to_thread(_stop, stack, part)
         await asyncio.sleep(lasting)
         await asyncio.to_thread(_start, stack, part)
         return 1
@@ -164,11 +187,23 @@ REQUIRED = {"postgres": True, "payment": True, "theater": True, "redis": False, 
 
 
 async def part_outage(
-    stack: Stack, replicas: Sequence[Replica], size: Size, part: str, *, seed: int = 20
+    stack: Stack,
+    replicas: Sequence[Replica],
+    size: Size,
+    part: str,
+    *,
+    hang: bool = False,
+    seed: int = 20,
 ) -> Row:
-    disturb = outage(stack, part, at=size.spread * 0.35, lasting=size.spread * 0.4)
+    """The part away from 20 % to 60 % of the arrivals, while seats are still free (a sold-out
+    hall is refused from the holds alone and would hardly need the part)."""
+    # A partition lasts past the service's own bounds (pool wait 5 s, statement 10 s), so that
+    # they, not the end of the partition, end the waiting requests.
+    lasting = 14.0 if hang else size.spread * 0.4
+    disturb = outage(stack, part, at=size.spread * 0.2, lasting=lasting, hang=hang)
+    name = f"{'partition' if hang else 'outage'}: {part}"
     return await run_scenario(
-        stack, replicas, f"outage: {part}", size, disturb, allow_503=REQUIRED[part], seed=seed
+        stack, replicas, name, size, disturb, allow_503=REQUIRED[part], seed=seed
     )
 
 
