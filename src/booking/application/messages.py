@@ -36,6 +36,8 @@ class Action(StrEnum):
     THEATER_LOCK_BOOK = "theater.lock_book"
     THEATER_RELEASE = "theater.release"
     HOLD_RELEASE = "hold.release"
+    # Expired without a definitive payment answer: ask the payment side until it gives one.
+    PAYMENT_RECHECK = "payment.recheck"
 
 
 def event_id(event: DomainEvent) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from booking.application.messages import Action
 from booking.application.payments import ApplyPaymentResult
 from booking.application.settings import SagaSettings
 from booking.application.transitions import Change, Transitions, compensation
@@ -94,7 +95,14 @@ class Reconciler:
             if b.is_terminal:
                 return None
             b.fail(FailureReason.HOLD_EXPIRED, self._clock.now())
-            return compensation(b, theater_locked=True)
+            undo = compensation(b, theater_locked=True)
+            if answered_unpaid:
+                return undo
+            # Expired without knowing whether it was paid: ask again after the releases, until
+            # the payment side answers, so that a payment made in time is never dropped.
+            return Change(
+                actions=(*undo.actions, Action.PAYMENT_RECHECK), release_claims=undo.release_claims
+            )
 
         await self._transitions.apply(booking.booking_id, expire, actor="reconciler")
         self._telemetry.booking_outcome("failed", FailureReason.HOLD_EXPIRED.value)

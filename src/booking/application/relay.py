@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from booking.application.messages import Action
+from booking.application.payments import ApplyPaymentResult
 from booking.application.settings import SagaSettings
+from booking.domain.booking import PaymentStatus
+from booking.domain.errors import PaymentMismatch
 from booking.domain.identity import Principal
 from booking.ports.clock import Clock
-from booking.ports.errors import PortError, PublishFailed, SeatLockUnavailable
+from booking.ports.errors import PaymentUnavailable, PortError, PublishFailed, SeatLockUnavailable
 from booking.ports.outbox import JSON, EventPublisher, MessageKind, OutboxMessage, OutboxStore
+from booking.ports.payment import PaymentGateway
 from booking.ports.repository import UnitOfWorkFactory
 from booking.ports.seat_lock import SeatLock, hold_owner
 from booking.ports.telemetry import Telemetry
@@ -44,10 +48,14 @@ class ActionRunner:
         uow: UnitOfWorkFactory,
         theater: TheaterCatalog,
         seat_lock: SeatLock,
+        payment: PaymentGateway | None = None,
+        apply: ApplyPaymentResult | None = None,
     ) -> None:
         self._uow = uow
         self._theater = theater
         self._locks = seat_lock
+        self._payment = payment
+        self._apply = apply
 
     async def run(self, message: OutboxMessage) -> None:
         p = message.payload
@@ -69,6 +77,30 @@ class ActionRunner:
                 except SeatLockUnavailable:
                     # Holds expire by themselves; a down hold store must not block the queue.
                     log.warning("hold of booking %s left to expire", booking_id)
+            case Action.PAYMENT_RECHECK:
+                await self._recheck(booking_id, caller)
+
+    async def _recheck(self, booking_id: int, caller: Principal) -> None:
+        """The booking expired while the payment side could not answer. Until it answers, this
+        action fails (and is retried with the relay's backoff); a definitive answer is applied
+        like any other result: a payment made in time then confirms late or is flagged for
+        refund instead of being dropped because nobody asked again."""
+        if self._payment is None or self._apply is None:
+            log.error("payment recheck of booking %s needs a payment gateway", booking_id)
+            return
+        async with self._uow() as tx:
+            booking = await tx.bookings.get(booking_id)
+        if booking is None or booking.payment is None:
+            return
+        result = await self._payment.verify(booking.payment.session_id, caller)
+        if result.status is PaymentStatus.UNKNOWN:
+            raise PaymentUnavailable(f"no definitive payment answer for booking {booking_id} yet")
+        if result.status is PaymentStatus.PENDING:
+            return  # not paid when asked: a later payment is the customer's late payment
+        try:
+            await self._apply(result, booking_id=booking_id, actor="reconciler")
+        except PaymentMismatch:
+            return  # refused and logged by the use case
 
     async def _free_claims(self, booking_id: int) -> None:
         async with self._uow() as tx:

@@ -359,9 +359,14 @@ class BookingProvider(Provider):
 
     @provide
     def action_runner(
-        self, uow: UnitOfWorkFactory, theater: TheaterCatalog, seat_lock: SeatLock
+        self,
+        uow: UnitOfWorkFactory,
+        theater: TheaterCatalog,
+        seat_lock: SeatLock,
+        payment: PaymentGateway,
+        apply: ApplyPaymentResult,
     ) -> ActionRunner:
-        return ActionRunner(uow, theater, seat_lock)
+        return ActionRunner(uow, theater, seat_lock, payment, apply)
 
     @provide
     def relay(
