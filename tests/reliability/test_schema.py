@@ -70,8 +70,11 @@ def _fuzz(url: str) -> tuple[list[str], list[str]]:
 
 async def test_every_answer_matches_the_document(replicas: list[Replica]) -> None:
     """No generated request gets a 5xx, and each answer conforms to the OpenAPI document."""
-    ran, failures = await asyncio.to_thread(_fuzz, replicas[0].url)
+    target = replicas[0]
+    alive = target.process is not None and target.process.poll() is None
+    assert alive, f"replica {target.name} is not running:\n{target.all_logs()[-3000:]}"
+    ran, failures = await asyncio.to_thread(_fuzz, target.url)
     assert len(ran) >= 10, ran
-    assert not failures, "\n\n".join(failures)
-    log = replicas[0].all_logs()
+    assert not failures, f"{len(failures)} of {len(ran)} failed:\n\n" + "\n\n".join(failures)
+    log = target.all_logs()
     assert "Traceback" not in log, log[log.find("Traceback") - 500 :][:3000]
