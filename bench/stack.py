@@ -367,6 +367,7 @@ def service_env(
         "BOOKING_PAYMENT_SERVICE_URL": payment,
         "BOOKING_THEATER_SERVICE_URL": theater,
         "BOOKING_AUTH_MODE": "gateway",
+        "BOOKING_CREATE_LIMIT_PER_MINUTE": "0",  # one user per load thread: no per-user limit
         "BOOKING_LOG_LEVEL": "WARNING",
         "BOOKING_DATA_DIR": str(data_dir),
     }
