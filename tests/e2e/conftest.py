@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from booking.entrypoints.identity import mint_token
-from tests.support.kafka import FAST_GROUP, KafkaBroker, broker_binary
+from tests.support.kafka import FAST_GROUP, KafkaBroker, running_broker
 from tests.support.peers import PaymentPeer, TheaterPeer
 from tests.support.postgres import PostgresServer
 from tests.support.redis import free_port
@@ -209,9 +209,5 @@ async def e2e_database(postgres_server: PostgresServer) -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 def e2e_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     """A Kafka broker of this module alone, so that topics hold only our records."""
-    broker = KafkaBroker(broker_binary(), tmp_path_factory.mktemp("e2e-kafka"))
-    broker.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("e2e-kafka")) as broker:
         yield broker
-    finally:
-        broker.stop()

@@ -24,7 +24,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from booking.entrypoints.identity import mint_token
-from tests.support.kafka import KafkaBroker, broker_binary, read_records
+from tests.support.kafka import KafkaBroker, read_records, running_broker
 from tests.support.postgres import PostgresServer
 from tests.support.redis import free_port
 
@@ -134,12 +134,8 @@ async def stack_database(postgres_server: PostgresServer) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 def stack_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(broker_binary(), tmp_path_factory.mktemp("stack-kafka"))
-    broker.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("stack-kafka")) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 async def create_topics(bootstrap: str, job: dict[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import tempfile
@@ -102,29 +103,34 @@ def broker_binary() -> str:
         )
 
 
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[KafkaBroker]:
-    """A running broker for the whole session; fails the run loudly when it cannot start.
-
-    Shared by every test: prefer `private_kafka_broker` for tests that stop it."""
-    with tempfile.TemporaryDirectory(prefix="booking-kafka-") as workdir:
-        broker = KafkaBroker(broker_binary(), Path(workdir))
-        broker.start()
-        try:
-            yield broker
-        finally:
-            broker.stop()
-
-
-@pytest.fixture
-def private_kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
-    """A broker of the test's own (it starts in milliseconds), for outage tests."""
-    broker = KafkaBroker(broker_binary(), tmp_path)
+@contextlib.contextmanager
+def running_broker(workdir: Path) -> Iterator[KafkaBroker]:
+    """A broker started in `workdir` and stopped on the way out."""
+    broker = KafkaBroker(broker_binary(), workdir)
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """A running broker for the whole session; fails the run loudly when it cannot start.
+
+    Shared by every test: prefer `private_kafka_broker` for tests that stop it."""
+    with (
+        tempfile.TemporaryDirectory(prefix="booking-kafka-") as workdir,
+        running_broker(Path(workdir)) as broker,
+    ):
+        yield broker
+
+
+@pytest.fixture
+def private_kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker of the test's own (it starts in milliseconds), for outage tests."""
+    with running_broker(tmp_path) as broker:
+        yield broker
 
 
 async def read_records(
