@@ -13,6 +13,7 @@ import msgspec
 import stamina
 import structlog
 
+from booking.adapters.http.transport import peer_client
 from booking.domain.identity import Principal, normalise_role
 from booking.ports.directory import ServiceDirectory
 
@@ -223,3 +224,28 @@ async def send_retrying(
                 raise TransientStatus(response)
     assert response is not None
     return response
+
+
+class PeerAdapter:
+    """What every peer adapter holds: where the peer is, the client (its own unless given, and
+    then closed by `aclose`), the per-call timeout and the service role it adds to callers."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        base_url: str | None,
+        directory: ServiceDirectory | None,
+        client: httpx.AsyncClient | None,
+        timeout: float,
+        service_role: str,
+    ) -> None:
+        self._address = PeerAddress(service, base_url=base_url, directory=directory)
+        self._owns_client = client is None
+        self._client = client if client is not None else peer_client()
+        self._timeout = timeout
+        self._service_role = service_role
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()

@@ -12,14 +12,13 @@ import structlog
 
 from booking.adapters.http._common import (
     DEFAULT_SERVICE_ROLE,
-    PeerAddress,
+    PeerAdapter,
     RetryPolicy,
     TransientStatus,
     build_request,
     identity_headers,
 )
 from booking.adapters.http._common import send_retrying as _send_retrying
-from booking.adapters.http.transport import peer_client
 from booking.domain.booking import PaymentResult, PaymentSession, PaymentStatus
 from booking.domain.errors import InvalidMoney
 from booking.domain.identity import Principal
@@ -73,7 +72,7 @@ _DEFINITIVE = {
 }
 
 
-class HttpPaymentGateway:
+class HttpPaymentGateway(PeerAdapter):
     """PaymentGateway over the Payment Service's internal HTTP API (contracts section 2).
 
     `create_checkout` is sent once, never retried: the Payment Service has no idempotency key,
@@ -103,18 +102,17 @@ class HttpPaymentGateway:
         success_url: str | None = None,
         cancel_url: str | None = None,
     ) -> None:
-        self._address = PeerAddress(service, base_url=base_url, directory=directory)
-        self._owns_client = client is None
-        self._client = client if client is not None else peer_client()
-        self._timeout = timeout
+        super().__init__(
+            service=service,
+            base_url=base_url,
+            directory=directory,
+            client=client,
+            timeout=timeout,
+            service_role=service_role,
+        )
         self._verify_retry = verify_retry if verify_retry is not None else RetryPolicy()
-        self._service_role = service_role
         self._success_url = success_url
         self._cancel_url = cancel_url
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
     async def create_checkout(
         self, booking_id: int, amount: Money, caller: Principal

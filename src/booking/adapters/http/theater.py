@@ -12,14 +12,13 @@ from booking.adapters.http._common import (
     DEFAULT_SERVICE_ROLE,
     GATEWAY_ERRORS,
     SERVER_ERRORS,
-    PeerAddress,
+    PeerAdapter,
     RetryPolicy,
     TransientStatus,
     encode_json,
     identity_headers,
     send_retrying,
 )
-from booking.adapters.http.transport import peer_client
 from booking.domain.booking import SeatType
 from booking.domain.errors import InvalidMoney
 from booking.domain.identity import Principal
@@ -56,7 +55,7 @@ class _ShowSeat(msgspec.Struct, rename="camel"):
     status: str
 
 
-class HttpTheaterCatalog:
+class HttpTheaterCatalog(PeerAdapter):
     """TheaterCatalog over the Theater Service's internal seat API (contracts section 3).
 
     - `seats` (verify; a read, retried on transient errors): 200 with every asked seat answers
@@ -85,16 +84,15 @@ class HttpTheaterCatalog:
         retry: RetryPolicy | None = None,
         service_role: str = DEFAULT_SERVICE_ROLE,
     ) -> None:
-        self._address = PeerAddress(service, base_url=base_url, directory=directory)
-        self._owns_client = client is None
-        self._client = client if client is not None else peer_client()
-        self._timeout = timeout
+        super().__init__(
+            service=service,
+            base_url=base_url,
+            directory=directory,
+            client=client,
+            timeout=timeout,
+            service_role=service_role,
+        )
         self._retry = retry if retry is not None else RetryPolicy()
-        self._service_role = service_role
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
     async def seats(
         self, show_id: int, seat_ids: Sequence[int], caller: Principal
