@@ -45,7 +45,7 @@ async def stack(
     relay = OutboxRelay(
         SqlOutboxStore(postgres_engine),
         publisher,
-        ActionRunner(uow, h.theater, h.locks),
+        ActionRunner(uow, h.theater, h.locks, h.payment, h.apply),
         h.clock,
         h.settings,
         h.relay._telemetry,

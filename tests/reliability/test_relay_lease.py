@@ -15,7 +15,9 @@ from booking.adapters.memory.database import (
     MemoryUnitOfWorkFactory,
 )
 from booking.adapters.memory.seat_lock import MemorySeatLock
+from booking.adapters.sandbox.payment import SandboxPaymentGateway
 from booking.adapters.sandbox.theater import LocalSeatInventory
+from booking.application.payments import ApplyPaymentResult
 from booking.application.relay import ActionRunner, OutboxRelay
 from booking.application.settings import SagaSettings
 from booking.ports.outbox import MessageKind, OutboxMessage
@@ -51,7 +53,9 @@ async def test_a_round_outliving_its_lease_stops_before_another_replica_claims()
     store = MemoryOutboxStore(db)
     settings = SagaSettings(relay_lease=LEASE, relay_concurrency=1)
     publisher = SlowPublisher(clock)
-    actions = ActionRunner(uow, LocalSeatInventory(), MemorySeatLock(clock))
+    payment = SandboxPaymentGateway(clock)
+    apply = ApplyPaymentResult(uow, clock, NullTelemetry())
+    actions = ActionRunner(uow, LocalSeatInventory(), MemorySeatLock(clock), payment, apply)
 
     def relay(owner: str) -> OutboxRelay:
         return OutboxRelay(store, publisher, actions, clock, settings, NullTelemetry(), owner)

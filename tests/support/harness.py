@@ -78,7 +78,7 @@ class Harness:
         self.reconciler = Reconciler(
             self.uow, self.payment, self.apply, self.clock, self.settings, telemetry
         )
-        self.actions = ActionRunner(self.uow, self.theater, self.locks)
+        self.actions = ActionRunner(self.uow, self.theater, self.locks, self.payment, self.apply)
         self.relay = OutboxRelay(
             self.store,
             self.publisher,

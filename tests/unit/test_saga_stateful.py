@@ -31,7 +31,9 @@ class CountingActions(ActionRunner):
     """Counts each action that completed, by message and by (booking, action)."""
 
     def __init__(self, inner: ActionRunner, harness: Harness) -> None:
-        super().__init__(harness.uow, harness.theater, harness.locks)
+        super().__init__(
+            harness.uow, harness.theater, harness.locks, harness.payment, harness.apply
+        )
         self.done: Counter[str] = Counter()
         self.per_step: Counter[tuple[int, str, int]] = Counter()
 

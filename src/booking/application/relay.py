@@ -48,8 +48,8 @@ class ActionRunner:
         uow: UnitOfWorkFactory,
         theater: TheaterCatalog,
         seat_lock: SeatLock,
-        payment: PaymentGateway | None = None,
-        apply: ApplyPaymentResult | None = None,
+        payment: PaymentGateway,
+        apply: ApplyPaymentResult,
     ) -> None:
         self._uow = uow
         self._theater = theater
@@ -85,9 +85,6 @@ class ActionRunner:
         action fails (and is retried with the relay's backoff); a definitive answer is applied
         like any other result: a payment made in time then confirms late or is flagged for
         refund instead of being dropped because nobody asked again."""
-        if self._payment is None or self._apply is None:
-            log.error("payment recheck of booking %s needs a payment gateway", booking_id)
-            return
         async with self._uow() as tx:
             booking = await tx.bookings.get(booking_id)
         if booking is None or booking.payment is None:
