@@ -28,14 +28,13 @@ FAULTS = ("payment_create", "theater_lock", "lock_store", "broker", "theater_dow
 
 
 class CountingActions(ActionRunner):
-    """Counts each action that completed, by message and by (booking, action)."""
+    """Counts each action that completed, by message."""
 
-    def __init__(self, inner: ActionRunner, harness: Harness) -> None:
+    def __init__(self, harness: Harness) -> None:
         super().__init__(
             harness.uow, harness.theater, harness.locks, harness.payment, harness.apply
         )
         self.done: Counter[str] = Counter()
-        self.per_step: Counter[tuple[int, str, int]] = Counter()
 
     async def run(self, message: OutboxMessage) -> None:
         await super().run(message)
@@ -48,7 +47,7 @@ class SagaMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.h = Harness()
         self.h.theater.add_show(SHOW_ID, small_hall(len(SEATS)))
-        self.actions = CountingActions(self.h.actions, self.h)
+        self.actions = CountingActions(self.h)
         self.h.relay._actions = self.actions  # the relay under test runs the counting runner
         self.faults: set[str] = set()
 
