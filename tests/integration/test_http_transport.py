@@ -1,4 +1,5 @@
-"""peer_client against real sockets: keep-alive reuse, and idle connections the peer closed."""
+"""peer_client against real sockets: keep-alive reuse, idle connections the peer closed, and
+failures mapped to the httpx error that says whether the request was sent."""
 
 from __future__ import annotations
 
@@ -176,3 +177,100 @@ async def test_a_peer_cookie_is_kept_and_sent_back() -> None:
         srv.close()
     assert b"jsessionid=abc" not in seen[0].lower()
     assert b"cookie: jsessionid=abc" in seen[1].lower()
+
+
+async def _serve_with(handler: object) -> tuple[asyncio.Server, int]:
+    srv = await asyncio.start_server(handler, "127.0.0.1", 0)  # type: ignore[arg-type]
+    return srv, srv.sockets[0].getsockname()[1]
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    """Nothing listening: ConnectError, the one failure after which a request was never sent."""
+    srv, port = await _serve_with(lambda r, w: None)
+    srv.close()
+    await srv.wait_closed()
+    async with peer_client() as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.post(f"http://127.0.0.1:{port}/x", content=b"{}", timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (None, httpx.RemoteProtocolError),  # read the request, hung up without answering
+        (b"NOT HTTP AT ALL\r\n\r\n", httpx.RemoteProtocolError),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}", httpx.TransportError),
+    ],
+)
+async def test_a_request_that_reached_the_peer_is_never_a_connect_error(
+    answer: bytes | None, error: type[Exception]
+) -> None:
+    """Dropped or garbled after the request went out: an error of unknown outcome, never
+    ConnectError/ConnectTimeout (an adapter repeats a non-idempotent call only after those)."""
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readuntil(b"\r\n\r\n"))
+        if answer is not None:
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    srv, port = await _serve_with(serve)
+    try:
+        async with peer_client() as client:
+            with pytest.raises(error) as caught:
+                await client.post(f"http://127.0.0.1:{port}/lock", content=b"{}", timeout=2)
+    finally:
+        srv.close()
+    assert received, "the request never reached the server"
+    assert not isinstance(caught.value, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+async def test_a_silent_peer_is_a_read_timeout() -> None:
+    """Sent, and no answer within the call's timeout: ReadTimeout (outcome unknown)."""
+    hold = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await hold.wait()
+        writer.close()
+
+    srv, port = await _serve_with(serve)
+    try:
+        async with peer_client() as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(f"http://127.0.0.1:{port}/x", content=b"{}", timeout=0.3)
+    finally:
+        hold.set()
+        srv.close()
+
+
+async def test_no_free_connection_in_time_is_a_connect_timeout() -> None:
+    """A pool of one held by a slow call: the next call gives up waiting for a connection
+    with ConnectTimeout, its request never sent."""
+    hold = asyncio.Event()
+    requests = [0]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        requests[0] += 1
+        await hold.wait()
+        writer.write(_ANSWER)
+        await writer.drain()
+        writer.close()
+
+    srv, port = await _serve_with(serve)
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    try:
+        async with peer_client(peer_transport(limits)) as client:
+            slow = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/slow", timeout=5))
+            await asyncio.sleep(0.1)
+            with pytest.raises(httpx.ConnectTimeout):
+                await client.get(f"http://127.0.0.1:{port}/x", timeout=httpx.Timeout(5, pool=0.2))
+            hold.set()
+            assert (await slow).status_code == 200
+    finally:
+        hold.set()
+        srv.close()
+    assert requests[0] == 1

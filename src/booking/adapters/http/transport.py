@@ -1,176 +1,124 @@
-"""peer_client: the httpx client for calls to the platform's peers, with a cheap connection pool."""
+"""peer_client: the httpx client for calls to the platform's peers, sent over aiohttp.
+
+The adapters speak httpx (requests, responses, errors); the bytes travel over an aiohttp
+connection pool. aiohttp parses HTTP in C and drives asyncio's transports directly, where
+httpcore's pure-Python HTTP/1.1 and its AnyIO streams cost three to four times the CPU per call
+(see bench/results/PROFILE.md): the peer calls are most of a booking's CPU.
+
+The transport maps aiohttp's errors onto httpx's by what they say about the request, which is
+what the adapters decide on: `ConnectError` / `ConnectTimeout` only when the request was never
+sent (safe to repeat even for the Theater's non-idempotent lock); a connection dropped or timed
+out after sending is `RemoteProtocolError` / `ReadError` / `ReadTimeout` (outcome unknown).
+"""
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Iterable
 from typing import Any
 
-import httpcore
+import aiohttp
 import httpx
-from httpcore._async.interfaces import AsyncConnectionInterface
-from httpcore._backends.anyio import AnyIOBackend
-from httpcore._utils import is_socket_readable
 
 # Sized for the concurrency of one worker: a connection per in-flight call, all kept alive.
 PEER_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30)
 
+_HTTP11 = {"http_version": b"HTTP/1.1"}
 
-class _PeerStream(httpcore.AsyncNetworkStream):
-    """An AnyIO stream whose "is_readable" probe reads a socket looked up once.
 
-    httpcore asks every idle connection "is_readable" on every request (to notice peers that
-    hung up); AnyIO answers the raw-socket lookup by building its whole attribute dictionary
-    each time, which was the largest single cost of a peer call. The socket object is stable
-    for the stream's life (`fileno()` turns -1 once closed, which reads as readable: dropped).
-    While its backend's `probing` is off the probe answers "not readable" without a syscall.
-    """
+def _transport_error(exc: Exception) -> httpx.TransportError:
+    """The httpx error for an aiohttp failure; the order matters (subclasses first)."""
+    message = str(exc) or exc.__class__.__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message)  # no connection within the pool/connect timeouts
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message)  # refused, unreachable, DNS: nothing was sent
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(message)  # hung up before answering
+    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+        return httpx.ReadTimeout(message)  # sent, no answer in time
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(message)  # an answer that is not HTTP
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message)
+    return httpx.ReadError(message)  # reset, broken pipe, truncated body: outcome unknown
 
-    __slots__ = ("_backend", "_inner", "_socket")
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream, backend: _PeerBackend) -> None:
-        self._inner = inner
-        self._backend = backend
-        self._socket = inner.get_extra_info("socket")
+class PeerTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over one aiohttp session (made on first use, inside the event loop).
 
-    # The `timeout` parameters are httpcore's stream interface, not ours to change.
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        return await self._inner.read(max_bytes, timeout)
+    HTTP/1.1 keep-alive; no cookies, proxies or decompression of its own (the httpx client
+    above keeps the cookie jar and decodes bodies); each answer is read whole before it is
+    handed back, so its connection returns to the pool at once."""
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        await self._inner.write(buffer, timeout)
+    def __init__(self, limits: httpx.Limits = PEER_LIMITS) -> None:
+        self._limits = limits
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limits.max_connections or 0,
+                limit_per_host=0,
+                keepalive_timeout=self._limits.keepalive_expiry or 0,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+        return self._session
+
+    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        asked = request.extensions.get("timeout") or {}
+        key = (asked.get("pool"), asked.get("connect"), asked.get("read"))
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            pool, connect, read = key
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, connect=pool, sock_connect=connect, sock_read=read
+            )
+        return timeout
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        headers = [
+            (key.decode("latin-1"), value.decode("latin-1")) for key, value in request.headers.raw
+        ]
+        try:
+            async with self._client().request(
+                request.method,
+                str(request.url),
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                timeout=self._timeout(request),
+            ) as answer:
+                content = await answer.read()
+                status, raw_headers, reason = answer.status, answer.raw_headers, answer.reason
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_error(exc) from exc
+        extensions: dict[str, Any] = dict(_HTTP11)
+        if reason:
+            extensions["reason_phrase"] = reason.encode("latin-1")
+        return httpx.Response(
+            status,
+            headers=list(raw_headers),
+            stream=httpx.ByteStream(content),
+            request=request,
+            extensions=extensions,
+        )
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
-        return await self._inner.start_tls(ssl_context, server_hostname, timeout)
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            return self._backend.probing and is_socket_readable(self._socket)
-        return self._inner.get_extra_info(info)
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
-class _PeerBackend(AnyIOBackend):
-    """httpcore's AnyIO backend, with streams whose idle probe is cheap and can be paused."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.probing = True
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
-        return _PeerStream(stream, self)
-
-
-class _PeerPool(httpcore.AsyncConnectionPool):
-    """httpcore's pool with its bookkeeping made linear in the number of connections.
-
-    httpcore 1.0 rescans the pool on every request and response: for each idle connection it
-    counts all connections again (quadratic), and for each queued request it lists every
-    available and idle connection to take the first. Same decisions here, in one pass each:
-    an idle connection is closed while the pool holds more than `max_keepalive_connections`
-    connections (httpcore counts all of them, idle or not), and a queued request takes the
-    first available connection, else a new one, else replaces the first idle one; a
-    connection already handed to a request that has not started yet is not handed out again.
-
-    httpcore also polls the socket of every idle connection on each pass, a syscall per idle
-    connection per request, to drop those the peer hung up on. Here the sweep drops closed and
-    keep-alive-expired connections without polling, and an idle connection's socket is polled
-    when it is about to be handed out: one that the peer hung up on is closed and never used.
-    """
-
-    def __init__(self, *, network_backend: _PeerBackend, **options: Any) -> None:
-        super().__init__(network_backend=network_backend, **options)
-        self._backend = network_backend
-
-    def _assign_requests_to_connections(self) -> list[AsyncConnectionInterface]:
-        closing: list[AsyncConnectionInterface] = []
-        connections = self._connections
-        self._backend.probing = False
-        try:
-            for connection in list(connections):
-                if connection.is_closed():
-                    connections.remove(connection)
-                elif connection.has_expired() or (
-                    connection.is_idle() and len(connections) > self._max_keepalive_connections
-                ):
-                    connections.remove(connection)
-                    closing.append(connection)
-        finally:
-            self._backend.probing = True
-
-        # A connection handed to a request that has not started on it yet still looks idle
-        # and available; giving it to a second request only makes one of them fail with
-        # ConnectionNotAvailable and go round the pool again. HTTP/1.1: one request each.
-        reserved = {id(r.connection) for r in self._requests if r.connection is not None}
-        for pool_request in self._requests:
-            if not pool_request.is_queued():
-                continue
-            origin = pool_request.request.url.origin
-            chosen = self._first_available(origin, closing, reserved)
-            if chosen is None and len(connections) < self._max_connections:
-                chosen = self.create_connection(origin)
-                connections.append(chosen)
-            elif chosen is None:
-                idle = next((c for c in connections if c.is_idle() and id(c) not in reserved), None)
-                if idle is None:
-                    continue
-                connections.remove(idle)
-                closing.append(idle)
-                chosen = self.create_connection(origin)
-                connections.append(chosen)
-            reserved.add(id(chosen))
-            pool_request.assign_to_connection(chosen)
-        return closing
-
-    def _first_available(
-        self,
-        origin: httpcore.Origin,
-        closing: list[AsyncConnectionInterface],
-        reserved: set[int],
-    ) -> AsyncConnectionInterface | None:
-        """The first unreserved connection that can take a request to `origin` now; an idle
-        one whose peer hung up (socket readable, or its keep-alive over) is closed on the way."""
-        for connection in list(self._connections):
-            if id(connection) in reserved or not (
-                connection.can_handle_request(origin) and connection.is_available()
-            ):
-                continue
-            if connection.is_idle() and connection.has_expired():
-                self._connections.remove(connection)
-                closing.append(connection)
-                continue
-            return connection
-        return None
-
-
-def peer_transport(limits: httpx.Limits = PEER_LIMITS) -> httpx.AsyncHTTPTransport:
-    """HTTP/1.1 keep-alive transport over the cheap backend; no proxy or netrc from the env."""
-    transport = httpx.AsyncHTTPTransport(limits=limits, http1=True, http2=False, trust_env=False)
-    transport._pool = _PeerPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        http1=True,
-        http2=False,
-        network_backend=_PeerBackend(),
-    )
-    return transport
+def peer_transport(limits: httpx.Limits = PEER_LIMITS) -> PeerTransport:
+    """HTTP/1.1 keep-alive transport on aiohttp; no proxy or netrc from the environment."""
+    return PeerTransport(limits)
 
 
 class _PeerCookies(httpx.Cookies):
