@@ -99,6 +99,7 @@ async def test_taken_seat_is_a_conflict_naming_it(h: Harness) -> None:
     with pytest.raises(SeatConflict) as caught:
         await h.create(h.user(2), SHOW_ID, [103, 102])
     assert caught.value.seat_ids == [102]
+    assert caught.value.failed_booking_id is None  # nothing written, nothing to compensate
     assert len(h.bookings()) == 1
     assert await h.locks.holders(SHOW_ID, [103]) == {}
 
@@ -139,11 +140,12 @@ async def test_payment_init_failure_commits_failed_and_compensates(h: Harness) -
 async def test_theater_lock_refused_does_not_release_others_lock(h: Harness) -> None:
     """A refused Theater lock is a conflict; seats we never locked are not released."""
     h.theater.refuse_lock = True
-    with pytest.raises(SeatConflict):
+    with pytest.raises(SeatConflict) as caught:
         await h.create(h.user(1), SHOW_ID, [101])
     await h.relay.drain()
     assert [c[0] for c in h.theater.calls] == ["lock"]
     [booking] = h.bookings()
+    assert caught.value.failed_booking_id == booking.booking_id
     assert booking.failure_reason is FailureReason.SEATS_UNAVAILABLE
     async with h.uow() as tx:
         assert await tx.bookings.live_claims(SHOW_ID, [101]) == {}

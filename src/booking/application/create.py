@@ -77,7 +77,8 @@ class CreateBooking:
             await self._theater.lock(show_id, seat_ids, caller)
         except (SeatsUnavailable, TheaterRejected) as exc:
             await self._fail(booking, FailureReason.SEATS_UNAVAILABLE, theater_locked=False)
-            raise SeatConflict(getattr(exc, "seat_ids", seat_ids)) from exc
+            taken = getattr(exc, "seat_ids", seat_ids)
+            raise SeatConflict(taken, failed_booking_id=booking_id) from exc
         except TheaterUnavailable:
             # The lock may have been taken before the error: release it to be sure.
             await self._fail(booking, FailureReason.THEATER_LOCK_FAILED, theater_locked=True)

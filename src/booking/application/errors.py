@@ -20,8 +20,13 @@ class BookingNotFound(ApplicationError):
 class SeatConflict(ApplicationError):
     code = "SEAT_LOCK_CONFLICT"
 
-    def __init__(self, seat_ids: list[int] | tuple[int, ...]) -> None:
+    def __init__(
+        self, seat_ids: list[int] | tuple[int, ...], *, failed_booking_id: int | None = None
+    ) -> None:
         self.seat_ids = sorted(seat_ids)
+        # The booking recorded FAILED on the way (its compensation queued); None when the
+        # conflict was found before anything was written.
+        self.failed_booking_id = failed_booking_id
         super().__init__(f"seats not available: {self.seat_ids}")
 
 

@@ -24,7 +24,7 @@ from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from booking.adapters.prometheus import PrometheusTelemetry
 from booking.application.create import CreateBooking
-from booking.application.errors import BookingNotFound
+from booking.application.errors import BookingNotFound, SeatConflict
 from booking.application.payments import ApplyPaymentResult, VerifyPayment
 from booking.application.queries import BookingQueries, CancelBooking
 from booking.domain.booking import BookingStatus, FailureReason, PaymentResult, PaymentStatus
@@ -152,6 +152,10 @@ class BookingController(Controller):
         async def run() -> tuple[int, bytes, int | None]:
             try:
                 booking = await create(caller, data.show_id, list(data.seat_ids))
+            except SeatConflict as exc:
+                if exc.failed_booking_id is not None:
+                    nudge.set()  # its compensation is queued; a plain rejection wrote nothing
+                raise
             except BaseException:
                 nudge.set()  # a failed create may have queued its compensation
                 raise

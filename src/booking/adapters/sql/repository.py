@@ -171,11 +171,6 @@ class SqlBookingRepository:
     async def save(self, booking: Booking, expected_version: int) -> None:
         seen = self._seen.get(booking.booking_id)
         was_live = seen is not None and seen[0] == expected_version and seen[1].is_live
-        statement = (
-            update(bookings)
-            .where(bookings.c.id == booking.booking_id, bookings.c.version == expected_version)
-            .values(**_mutable_row(booking))
-        )
         with database_errors("save booking"):
             if not booking.status.is_live or was_live:
                 driver = await self._uow.driver(write=True)
@@ -188,6 +183,11 @@ class SqlBookingRepository:
                     self._seen[booking.booking_id] = (booking.version, booking.status)
                     return
             conn = self._conn
+            statement = (
+                update(bookings)
+                .where(bookings.c.id == booking.booking_id, bookings.c.version == expected_version)
+                .values(**_mutable_row(booking))
+            )
             if not booking.status.is_live or was_live:
                 result = await conn.execute(statement)
                 if result.rowcount == 0:
