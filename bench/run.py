@@ -61,6 +61,8 @@ FOCUS = [
     "_request_context",
     "structlog",
     "InstrumentedTransport",
+    "BookingController.get_one",
+    "SqlBookingRepository.get",
 ]
 
 
@@ -95,7 +97,7 @@ def parse(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--hall", type=int, default=1000, help="seats in the on-sale hall")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (service, bare)")
-    parser.add_argument("--pool-size", type=int, default=10, help="BOOKING_DATABASE_POOL_SIZE")
+    parser.add_argument("--pool-size", type=int, default=20, help="BOOKING_DATABASE_POOL_SIZE")
     parser.add_argument("--pg-clients", type=int, default=16, help="pgbench clients")
     parser.add_argument(
         "--access-log", action="store_true", help="keep the service's per-request log line"
@@ -585,7 +587,7 @@ class Bench:
 
     def profile(self) -> None:
         """A separate pass under py-spy (sampling slows the service: no figure comes from it):
-        successful bookings, rejections of held seats, and a contended on-sale."""
+        successful bookings, rejections of held seats, and reads of those bookings."""
         assert self.service is not None
         assert self.theater is not None
         c = 16
@@ -613,9 +615,21 @@ class Bench:
                 duration=self.o.duration,
                 env={"BENCH_SHOW": str(show), "BENCH_FIRST_SEAT": "1", "BENCH_SEATS": "1000"},
             )
+        rows = psql(self.db, "SELECT id, user_id FROM bookings ORDER BY random() LIMIT 5000")
+        ids = self.work / "profile-ids.txt"
+        ids.write_text(rows.replace("|", " ") + "\n")
+        with self.profiling("read"):
+            self.wrk(
+                self.service.url,
+                "profile-read",
+                mode="read",
+                connections=c,
+                duration=self.o.duration,
+                env={"BENCH_IDS": str(ids)},
+            )
         summary = [
             profile_summary.summarise(self.o.out / "profile" / "raw" / f"{name}.txt", 25, FOCUS)
-            for name in ("create", "reject")
+            for name in ("create", "reject", "read")
         ]
         (self.o.out / "profile" / "SUMMARY.txt").write_text("\n\n".join(summary) + "\n")
 

@@ -244,7 +244,7 @@ class Stack:
         t = self.timing
         env = {
             "BOOKING_DATABASE_URL": f"postgresql://{self.postgres.user}@{pg.address}/{self.database}",
-            "BOOKING_DATABASE_POOL_SIZE": "5",
+            "BOOKING_DATABASE_POOL_SIZE": "10",
             "BOOKING_REDIS_URL": self.redis.url,
             "BOOKING_KAFKA_BOOTSTRAP_SERVERS": self.proxies["broker"].address,
             "BOOKING_KAFKA_ENABLE_IDEMPOTENCE": "false",

@@ -166,7 +166,9 @@ class BookingProvider(Provider):
         engine = create_engine(
             settings.resolved_database_url,
             pool_size=settings.database_pool_size,
-            max_overflow=settings.database_pool_size,
+            # A fixed pool: overflow connections are closed on return, so under steady load
+            # they are opened and closed over and over (a connect per request, at both ends).
+            max_overflow=0,
         )
         try:
             yield Database(

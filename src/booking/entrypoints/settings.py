@@ -186,8 +186,8 @@ class Settings:
         metadata=_spec(_database_url, "postgresql:// or sqlite:/// (default: data dir file)"),
     )
     database_pool_size: int = field(
-        default=10,
-        metadata=_spec(_positive_int, "database connections per process (as many may overflow)"),
+        default=20,
+        metadata=_spec(_positive_int, "database connections per process (a fixed pool)"),
     )
     redis_url: str | None = field(
         default=None, metadata=_spec(_redis_url, "Redis for seat holds (unset: in-process)")
