@@ -585,6 +585,19 @@ class Bench:
                 raise BenchError(f"py-spy wrote no profile: {err.decode(errors='replace')[-800:]}")
             self.log(f"profile written to {out}")
 
+    def profiled(self, name: str, mode: str, connections: int, env: dict[str, str]) -> None:
+        """One wrk run of `mode` against the service while py-spy records it as `name`."""
+        assert self.service is not None
+        with self.profiling(name):
+            self.wrk(
+                self.service.url,
+                f"profile-{name}",
+                mode=mode,
+                connections=connections,
+                duration=self.o.duration,
+                env={"BENCH_FIRST_SEAT": "1", **env},
+            )
+
     def profile(self) -> None:
         """A separate pass under py-spy (sampling slows the service: no figure comes from it):
         successful bookings, rejections of held seats, and reads of those bookings."""
@@ -594,39 +607,15 @@ class Bench:
         show = self.show()
         seats = int(max(20000, 2500 * self.o.duration) // c * c)
         seed_show(self.theater, show, 1, seats)
-        with self.profiling("create"):
-            self.wrk(
-                self.service.url,
-                "profile-create",
-                mode="steady",
-                connections=c,
-                duration=self.o.duration,
-                env={"BENCH_SHOW": str(show), "BENCH_FIRST_SEAT": "1", "BENCH_SEATS": str(seats)},
-            )
+        self.profiled("create", "steady", c, {"BENCH_SHOW": str(show), "BENCH_SEATS": str(seats)})
         show = self.show()
         seed_show(self.theater, show, 1, self.o.hall)
         self.hold_every_seat(show)
-        with self.profiling("reject"):
-            self.wrk(
-                self.service.url,
-                "profile-reject",
-                mode="held",
-                connections=c,
-                duration=self.o.duration,
-                env={"BENCH_SHOW": str(show), "BENCH_FIRST_SEAT": "1", "BENCH_SEATS": "1000"},
-            )
+        self.profiled("reject", "held", c, {"BENCH_SHOW": str(show), "BENCH_SEATS": "1000"})
         rows = psql(self.db, "SELECT id, user_id FROM bookings ORDER BY random() LIMIT 5000")
         ids = self.work / "profile-ids.txt"
         ids.write_text(rows.replace("|", " ") + "\n")
-        with self.profiling("read"):
-            self.wrk(
-                self.service.url,
-                "profile-read",
-                mode="read",
-                connections=c,
-                duration=self.o.duration,
-                env={"BENCH_IDS": str(ids)},
-            )
+        self.profiled("read", "read", c, {"BENCH_IDS": str(ids)})
         summary = [
             profile_summary.summarise(self.o.out / "profile" / "raw" / f"{name}.txt", 25, FOCUS)
             for name in ("create", "reject", "read")
