@@ -1,7 +1,7 @@
 """Micro-benchmarks behind bench/results/PROFILE.md: the cost of one peer call and one insert.
 
-`python -m bench.micro http URL` posts Theater verify calls with httpx as the service's client
-does (pool limits 200/50) and with a small pool; `python -m bench.micro sql DATABASE_URL` runs
+`python -m bench.micro http URL` posts Theater verify calls with the service's peer client
+(httpx over aiohttp) and with httpx's own transport; `python -m bench.micro sql DATABASE_URL` runs
 the create transaction through the service's SqlUnitOfWork (SQLAlchemy Core) and as the same
 statements on a bare asyncpg connection pool. Each prints calls/s and the CPU time of this
 process per call (one asyncio process, 16 concurrent tasks), so the client cost is isolated.
@@ -54,14 +54,17 @@ async def http(url: str, seconds: float) -> None:
     target = url.rstrip("/") + "/api/v1/shows/internal/seats/verify"
     async with httpx.AsyncClient() as seed:
         await seed.post(url.rstrip("/") + "/__control/shows", json={"showId": 1, "rows": 2})
-    for label, limits in (
+    from booking.adapters.http.transport import peer_client
+
+    clients = (
+        ("the service's peer client (httpx over aiohttp)", peer_client()),
         (
-            "httpx, service limits (200 / keep-alive 50)",
-            httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            "httpx with its own transport (httpcore), pool of 64",
+            httpx.AsyncClient(limits=httpx.Limits(max_connections=64)),
         ),
-        ("httpx, pool of 16", httpx.Limits(max_connections=16, max_keepalive_connections=16)),
-    ):
-        async with httpx.AsyncClient(limits=limits) as client:
+    )
+    for label, client in clients:
+        async with client:
 
             async def call(_: int, client: httpx.AsyncClient = client) -> None:
                 response = await client.post(target, json=body, headers=headers, timeout=5)
