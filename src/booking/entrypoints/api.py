@@ -123,7 +123,7 @@ class BookingController(Controller):
                 examples=[examples.BOOKING_EXAMPLE],
                 generate_examples=False,
             ),
-            **examples.problems(400, 401, 403, 404, 409, 413, 422, 503),
+            **examples.problems(400, 401, 403, 404, 409, 413, 422, 429, 503),
         },
     )
     @inject

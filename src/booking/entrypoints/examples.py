@@ -76,6 +76,7 @@ def _problem(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any
             409: "Conflict",
             413: "Request Entity Too Large",
             422: "Unprocessable Entity",
+            429: "Too Many Requests",
             503: "Service Unavailable",
         }[status],
         "status": status,
@@ -161,6 +162,19 @@ _PROBLEMS: dict[int, tuple[str, list[Example]]] = {
                     "VALIDATION_FAILED",
                     "the request body is not a valid request",
                     errors=[{"field": "$.seatIds", "reason": "must have at most 10 items"}],
+                ),
+            )
+        ],
+    ),
+    429: (
+        "Too many bookings created by this caller; try again after Retry-After seconds",
+        [
+            Example(
+                summary="over the per-caller create limit",
+                value=_problem(
+                    429,
+                    "TOO_MANY_REQUESTS",
+                    "too many bookings created by this caller; try again later",
                 ),
             )
         ],
