@@ -232,13 +232,31 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{_ms(level['ok_p99_ms'])} | {level['err_n']} | {_cpu(level['cpu'])} |"
             )
         lines.append("")
-        if open_loop:
+        curve = steady.get("open_loop_curve") or ([open_loop] if open_loop else [])
+        if curve:
             lines += [
-                f"Open loop (constant arrival rate, latency from the intended send time) at "
-                f"{_n(open_loop['target_rate'])}/s = 80% of the best closed-loop rate: "
-                f"{_n(open_loop['ok_per_s'])} booked/s, p50 {_ms(open_loop['ok_p50_ms'])} ms, "
-                f"p95 {_ms(open_loop['ok_p95_ms'])} ms, p99 {_ms(open_loop['ok_p99_ms'])} ms, "
-                f"{open_loop['err_n']} errors. CPU (cores): {_cpu(open_loop['cpu'])}.",
+                "Open loop (constant arrival rate over "
+                f"{curve[0]['concurrency']} connections, latency from the intended send time), "
+                "at shares of the best closed-loop rate:",
+                "",
+                "| arrival rate | share | booked/s | p50 ms | p95 ms | p99 ms | errors | CPU "
+                "(cores) |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for point in curve:
+                share = point.get("share")
+                lines.append(
+                    f"| {_n(point['target_rate'])}/s | "
+                    f"{'-' if share is None else f'{share:.0%}'} | {_n(point['ok_per_s'])} | "
+                    f"{_ms(point['ok_p50_ms'])} | {_ms(point['ok_p95_ms'])} | "
+                    f"{_ms(point['ok_p99_ms'])} | {point['err_n']} | {_cpu(point['cpu'])} |"
+                )
+            under = [p for p in curve if p.get("ok_p99_ms") is not None and p["ok_p99_ms"] < 50]
+            fastest = max(under, key=lambda p: p["target_rate"]) if under else None
+            lines += [
+                "",
+                "Highest arrival rate measured with p99 under 50 ms: "
+                + (f"{_n(fastest['target_rate'])}/s." if fastest else "none of these."),
                 "",
             ]
     reads = r.get("reads")

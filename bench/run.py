@@ -46,6 +46,9 @@ from bench.stack import (
 
 BASE = "/api/v1/bookings"
 SCENARIOS = ("refs", "onsale", "held", "steady", "reads", "holdsoff")
+# Open-loop rates, as shares of the best closed-loop booking rate (the last one: the p99 goal).
+OPEN_LOOP_SHARES = (0.25, 0.5, 0.8)
+
 # Frames whose inclusive share the profile summary lists (the steps of a create).
 FOCUS = [
     "BookingController.create",
@@ -488,7 +491,8 @@ class Bench:
         redis_cli("--pipe", stdin=lines)
 
     def steady(self, key: str = "steady") -> None:
-        """Distinct seats (no conflicts) at rising concurrency, then an open loop at 80%."""
+        """Distinct seats (no conflicts) at rising concurrency, then open loops at rising rates
+        up to 80% of the best closed-loop rate."""
         assert self.service is not None
         assert self.theater is not None
         o = self.o
@@ -514,30 +518,43 @@ class Bench:
             )
         self.results[key] = {"levels": levels}
         best = max(levels, key=lambda x: x["ok_per_s"])
-        rate = 0.8 * best["ok_per_s"]
-        if rate <= 0:
-            return
-        c = max(o.levels)
+        # The latency curve: a constant arrival rate at fractions of the best closed-loop rate;
+        # the last, 80%, is the one the p99 goal names.
+        curve = []
+        for share in OPEN_LOOP_SHARES:
+            rate = share * best["ok_per_s"]
+            if rate <= 0:
+                return
+            found = self.open_loop(key, rate)
+            found["share"] = share
+            curve.append(found)
+        self.results[key]["open_loop_curve"] = curve
+        self.results[key]["open_loop"] = curve[-1]
+
+    def open_loop(self, key: str, rate: float) -> dict[str, Any]:
+        c = max(self.o.levels)
         show = self.show()
-        seats = int(max(20000, rate * o.duration * 3) // c * c)
+        seats = int(max(20000, rate * self.o.duration * 3) // c * c)
+        assert self.service is not None
+        assert self.theater is not None
         seed_show(self.theater, show, 1, seats)
         record = self.wrk(
             self.service.url,
-            f"{key}-open",
+            f"{key}-open-{rate:.0f}",
             mode="steady",
             connections=c,
-            duration=o.duration,
+            duration=self.o.duration,
             rate=rate,
             env={"BENCH_SHOW": str(show), "BENCH_FIRST_SEAT": "1", "BENCH_SEATS": str(seats)},
             meter=self.meter(),
         )
         found = self.level(c, record)
         found["target_rate"] = rate
-        self.results[key]["open_loop"] = found
         self.log(
             f"{key} open loop at {rate:.0f}/s: {found['ok_per_s']:.0f} booked/s, "
             f"p50 {found['ok_p50_ms']} ms, p99 {found['ok_p99_ms']} ms"
         )
+        return found
 
     def reads(self) -> None:
         assert self.service is not None
