@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from dishka import Provider, Scope, provide
 
 from booking.domain.booking import PaymentStatus
-from booking.entrypoints.app import create_app
+from booking.entrypoints.app import asgi, create_app
 from booking.entrypoints.container import create_container, instances
 from booking.ports.outbox import EventPublisher
 
@@ -171,3 +173,19 @@ async def test_shutdown_closes_the_container_and_leaves_no_tasks(world: World) -
     leftover = [t for t in asyncio.all_tasks() - before if not t.done()]
     assert leftover == []
     assert closed == ["publisher"]
+
+
+async def test_server_app_freezes_what_start_up_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's app factory freezes the objects alive once the lifespan has started (the
+    container and what it loaded), so full collections under load do not walk them again."""
+    monkeypatch.setenv("BOOKING_DATABASE_URL", "memory://")
+    monkeypatch.setenv("BOOKING_RUN_WORKERS", "false")
+    monkeypatch.setenv("BOOKING_AUTH_MODE", "gateway")
+    gc.unfreeze()
+    app = asgi()
+    assert gc.get_freeze_count() == 0  # nothing before start-up
+    try:
+        async with running(app):
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

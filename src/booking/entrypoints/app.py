@@ -162,13 +162,19 @@ def _openapi() -> OpenAPIConfig:
     )
 
 
+def _freeze_survivors() -> None:
+    """Move everything alive now out of the cyclic collector's sight (see `asgi`)."""
+    gc.collect()
+    gc.freeze()
+
+
 def asgi() -> Any:
     """`uvicorn --factory booking.entrypoints.app:asgi` (what `booking serve` runs).
 
-    The modules and the app live as long as the server process: frozen out of the cyclic
-    collector's sight, they are not walked again by every full collection, which shortens
-    the pauses behind the slowest answers."""
+    Once the app has started (the container built, the adapters and the modules they import
+    loaded, the pools opened), what is alive lives as long as the server process: frozen out
+    of the cyclic collector's sight, it is not walked again by every full collection, which
+    shortens the pauses behind the slowest answers."""
     app = create_app()
-    gc.collect()
-    gc.freeze()
+    app.on_startup.append(_freeze_survivors)  # runs after the lifespan has started the container
     return app
