@@ -24,6 +24,7 @@ from booking.entrypoints.identity import mint_token
 from tests.support.kafka import FAST_GROUP, KafkaBroker, running_broker
 from tests.support.peers import PaymentPeer, TheaterPeer
 from tests.support.postgres import PostgresServer
+from tests.support.processes import terminate
 from tests.support.redis import free_port
 
 BOOKING = str(Path(sys.executable).with_name("booking"))
@@ -93,15 +94,8 @@ class BookingServer:
         process, self._process = self._process, None
         if process is None:
             return self.exit_code or 0
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        self.exit_code = process.returncode
-        return process.returncode
+        self.exit_code = terminate(process, STOP_TIMEOUT)
+        return self.exit_code
 
     def stopped_cleanly(self) -> bool:
         log = self.log()

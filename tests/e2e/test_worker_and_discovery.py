@@ -4,7 +4,6 @@ abandoned checkouts expire and late-polled payments are settled by the worker's 
 from __future__ import annotations
 
 import random
-import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.peers import EurekaPeer, PaymentPeer, TheaterPeer
+from tests.support.processes import terminate
 
 from .conftest import (
     BASE,
@@ -44,14 +44,7 @@ class Worker:
             )
 
     def stop(self) -> int:
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
-        return self._process.returncode
+        return terminate(self._process)
 
     def log(self) -> str:
         return self._log.read_text(errors="replace")

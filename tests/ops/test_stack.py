@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from booking.entrypoints.identity import mint_token
 from tests.support.kafka import KafkaBroker, read_records, running_broker
 from tests.support.postgres import PostgresServer
+from tests.support.processes import terminate
 from tests.support.redis import free_port
 
 from .compose import env_of, load_compose, with_option
@@ -83,15 +84,8 @@ class Process:
         process, self._process = self._process, None
         if process is None:
             return self.returncode or 0
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        self.returncode = process.returncode
-        return process.returncode
+        self.returncode = terminate(process, STOP_TIMEOUT)
+        return self.returncode
 
     def log(self) -> str:
         return self.err.read_text(errors="replace") if self.err.exists() else ""
