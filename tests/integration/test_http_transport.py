@@ -274,3 +274,24 @@ async def test_no_free_connection_in_time_is_a_connect_timeout() -> None:
         hold.set()
         srv.close()
     assert requests[0] == 1
+
+
+async def test_the_request_target_reaches_the_peer_as_httpx_encoded_it() -> None:
+    """Path and query go out byte for byte (an escaped slash stays escaped)."""
+    lines: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines.append(head.split(b"\r\n", 1)[0])
+        writer.write(_ANSWER)
+        await writer.drain()
+        writer.close()
+
+    srv, port = await _serve_with(serve)
+    try:
+        async with peer_client() as client:
+            url = f"http://127.0.0.1:{port}/eureka/apps/BOOKING/h:booking:80/s%2F1?q=a%20b&r=1"
+            assert (await client.delete(url, timeout=2)).status_code == 200
+    finally:
+        srv.close()
+    assert lines == [b"DELETE /eureka/apps/BOOKING/h:booking:80/s%2F1?q=a%20b&r=1 HTTP/1.1"]

@@ -56,10 +56,12 @@ class PeerTransport(httpx.AsyncBaseTransport):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
+            expiry = self._limits.keepalive_expiry
             connector = aiohttp.TCPConnector(
-                limit=self._limits.max_connections or 0,
+                limit=self._limits.max_connections or 0,  # 0: no limit, as httpx's None
                 limit_per_host=0,
-                keepalive_timeout=self._limits.keepalive_expiry or 0,
+                # httpx's None (never expire) as a day: aiohttp reads 0 as "do not keep alive".
+                keepalive_timeout=86_400.0 if expiry is None else expiry,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
