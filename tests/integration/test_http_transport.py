@@ -184,6 +184,22 @@ async def _serve_with(handler: object) -> tuple[asyncio.Server, int]:
     return srv, srv.sockets[0].getsockname()[1]
 
 
+async def _answer_once(answer: bytes | None) -> tuple[asyncio.Server, int, list[bytes]]:
+    """A server that reads one request head (kept in the list), writes `answer` (None: nothing)
+    and hangs up."""
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readuntil(b"\r\n\r\n"))
+        if answer is not None:
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    srv, port = await _serve_with(serve)
+    return srv, port, received
+
+
 async def test_a_refused_connection_is_a_connect_error() -> None:
     """Nothing listening: ConnectError, the one failure after which a request was never sent."""
     srv, port = await _serve_with(lambda r, w: None)
@@ -207,16 +223,7 @@ async def test_a_request_that_reached_the_peer_is_never_a_connect_error(
 ) -> None:
     """Dropped or garbled after the request went out: an error of unknown outcome, never
     ConnectError/ConnectTimeout (an adapter repeats a non-idempotent call only after those)."""
-    received: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        received.append(await reader.readuntil(b"\r\n\r\n"))
-        if answer is not None:
-            writer.write(answer)
-            await writer.drain()
-        writer.close()
-
-    srv, port = await _serve_with(serve)
+    srv, port, received = await _answer_once(answer)
     try:
         async with peer_client() as client:
             with pytest.raises(error) as caught:
@@ -278,20 +285,14 @@ async def test_no_free_connection_in_time_is_a_connect_timeout() -> None:
 
 async def test_the_request_target_reaches_the_peer_as_httpx_encoded_it() -> None:
     """Path and query go out byte for byte (an escaped slash stays escaped)."""
-    lines: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines.append(head.split(b"\r\n", 1)[0])
-        writer.write(_ANSWER)
-        await writer.drain()
-        writer.close()
-
-    srv, port = await _serve_with(serve)
+    srv, port, received = await _answer_once(_ANSWER)
     try:
         async with peer_client() as client:
             url = f"http://127.0.0.1:{port}/eureka/apps/BOOKING/h:booking:80/s%2F1?q=a%20b&r=1"
             assert (await client.delete(url, timeout=2)).status_code == 200
     finally:
         srv.close()
-    assert lines == [b"DELETE /eureka/apps/BOOKING/h:booking:80/s%2F1?q=a%20b&r=1 HTTP/1.1"]
+    [head] = received
+    assert head.split(b"\r\n", 1)[0] == (
+        b"DELETE /eureka/apps/BOOKING/h:booking:80/s%2F1?q=a%20b&r=1 HTTP/1.1"
+    )
