@@ -40,6 +40,7 @@ from booking.entrypoints.identity import (
     parse_user_id,
     require_role,
 )
+from booking.entrypoints.limits import CreationLimit
 from booking.entrypoints.problems import ApiError, decode_strict
 from booking.entrypoints.schemas import (
     BookingPage,
@@ -136,6 +137,7 @@ class BookingController(Controller):
         clock: FromDishka[Clock],
         settings: FromDishka[Settings],
         nudge: FromDishka[RelayNudge],
+        limit: FromDishka[CreationLimit],
         idempotency_key: Annotated[
             str | None,
             HeaderParameter(
@@ -145,6 +147,7 @@ class BookingController(Controller):
             ),
         ] = None,
     ) -> Response[BookingView]:
+        limit.check(caller)
         # Decoded here, strictly: Litestar's own decoding would coerce "1" into 1.
         data = decode_strict(await request.body(), CreateBookingRequest)
         key = parse_key(idempotency_key)

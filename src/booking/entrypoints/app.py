@@ -22,7 +22,6 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from booking.adapters.prometheus import PrometheusTelemetry
 from booking.entrypoints import admin, api, operations, sandbox
 from booking.entrypoints.container import Peers, Role, create_container
-from booking.entrypoints.limits import creation_limit
 from booking.entrypoints.observability import Tracing, correlation_ids, tracing_middleware
 from booking.entrypoints.problems import exception_handler
 from booking.entrypoints.settings import Settings, load_settings
@@ -120,7 +119,6 @@ def create_app(
             sandbox.decline,
         ],
         exception_handlers={Exception: exception_handler},
-        guards=[creation_limit],
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         logging_config=None,

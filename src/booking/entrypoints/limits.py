@@ -8,13 +8,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
-
 from booking.domain.identity import Principal
 from booking.entrypoints.problems import ApiError
 
-CREATE_PATH = "/api/v1/bookings"
 _MAX_TRACKED = 100_000
 
 
@@ -59,7 +55,11 @@ class RateLimiter:
 
 
 class CreationLimit:
-    """The per-caller limit on `POST /api/v1/bookings`; `None` limiter means no limit."""
+    """The per-caller limit on `POST /api/v1/bookings`; `None` limiter means no limit.
+
+    The create endpoint checks it first thing: after the caller is identified (401 as usual
+    without one), before the body is read or anything is held, and before Idempotency-Key
+    handling, so a limited attempt is never kept as a key's answer."""
 
     def __init__(self, limiter: RateLimiter | None) -> None:
         self.limiter = limiter
@@ -80,25 +80,3 @@ class CreationLimit:
                 "too many bookings created by this caller; try again later",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
-
-
-def _is_create(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
-    return connection.scope.get("method") == "POST" and (
-        connection.scope["path"].rstrip("/") == CREATE_PATH
-    )
-
-
-async def creation_limit(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
-) -> None:
-    """App-wide guard: on booking creation, identify the caller (401 as usual without one) and
-    answer 429 with Retry-After over the limit — before the body is read or anything is held,
-    and before Idempotency-Key handling, so a limited attempt is never kept as a key's answer.
-    """
-    if not _is_create(connection):
-        return
-    container = connection.state.dishka_container
-    limit = await container.get(CreationLimit)
-    if limit.limiter is None:
-        return
-    limit.check(await container.get(Principal))
