@@ -476,27 +476,14 @@ def _kind(adapter: object, remote: str) -> str:
     return "embedded" if isinstance(adapter, embedded) else remote
 
 
-class _PeerClient:
-    """An httpx client per peer with metrics on every attempt; closed with the container."""
+def _peer_client(peer: str, metrics: PrometheusTelemetry, tracing: Tracing) -> httpx.AsyncClient:
+    """An httpx client for one peer, with metrics (and spans) on every attempt; the providers
+    close it with the container (`async with`)."""
+    from booking.adapters.http.transport import peer_client, peer_transport
 
-    def __init__(self, peer: str, metrics: PrometheusTelemetry, tracing: Tracing) -> None:
-        from booking.adapters.http.transport import peer_client, peer_transport
-
-        # The pool's limits live in the innermost transport: httpx ignores `limits=` when a
-        # transport is given.
-        self._client = peer_client(
-            tracing.transport(peer, InstrumentedTransport(peer, metrics, inner=peer_transport()))
-        )
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        return self._client
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._client.aclose()
-
-
-def _peer_client(peer: str, metrics: PrometheusTelemetry, tracing: Tracing) -> _PeerClient:
-    return _PeerClient(peer, metrics, tracing)
+    return peer_client(
+        tracing.transport(peer, InstrumentedTransport(peer, metrics, inner=peer_transport()))
+    )
 
 
 def instances(values: Mapping[Any, object]) -> Provider:

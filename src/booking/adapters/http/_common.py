@@ -200,13 +200,17 @@ async def send_retrying(
     raises the last `httpx.TransportError` or `TransientStatus` when every attempt failed.
     A policy of one attempt is sent without stamina's machinery (nothing would be retried).
     """
-    if policy.attempts <= 1:
-        only = await client.send(
+
+    async def once() -> httpx.Response:
+        sent = await client.send(
             build_request(client, method, url, headers, timeout=request_timeout, json=json)
         )
-        if only.status_code in transient_statuses:
-            raise TransientStatus(only)
-        return only
+        if sent.status_code in transient_statuses:
+            raise TransientStatus(sent)
+        return sent
+
+    if policy.attempts <= 1:
+        return await once()
     response: httpx.Response | None = None
     async for attempt in stamina.retry_context(
         on=on,
@@ -217,11 +221,7 @@ async def send_retrying(
         wait_jitter=policy.wait_jitter,
     ):
         with attempt:
-            response = await client.send(
-                build_request(client, method, url, headers, timeout=request_timeout, json=json)
-            )
-            if response.status_code in transient_statuses:
-                raise TransientStatus(response)
+            response = await once()
     assert response is not None
     return response
 

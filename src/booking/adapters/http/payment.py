@@ -16,6 +16,7 @@ from booking.adapters.http._common import (
     RetryPolicy,
     TransientStatus,
     build_request,
+    encode_json,
     identity_headers,
 )
 from booking.adapters.http._common import send_retrying as _send_retrying
@@ -132,7 +133,7 @@ class HttpPaymentGateway(PeerAdapter):
                 url,
                 identity_headers(caller, self._service_role),
                 timeout=self._timeout,
-                json=msgspec.json.encode(body),
+                json=encode_json(body),
             )
             response = await self._client.send(request)
         except httpx.HTTPError as exc:
