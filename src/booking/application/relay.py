@@ -184,8 +184,9 @@ class OutboxRelay:
                             await self._actions.run(row)
             except (PortError, TimeoutError) as exc:
                 timed_out = isinstance(exc, TimeoutError)
-                round_.broker_down = round_.broker_down or isinstance(exc, PublishFailed)
-                round_.broker_down |= timed_out and row.kind is MessageKind.EVENT
+                round_.broker_down |= isinstance(exc, PublishFailed) or (
+                    timed_out and row.kind is MessageKind.EVENT
+                )
                 self._telemetry.outbox_dispatched(row.kind.value, ok=False)
                 error = (
                     "took too long for its lease" if timed_out else f"{type(exc).__name__}: {exc}"

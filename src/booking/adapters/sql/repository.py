@@ -171,8 +171,10 @@ class SqlBookingRepository:
     async def save(self, booking: Booking, expected_version: int) -> None:
         seen = self._seen.get(booking.booking_id)
         was_live = seen is not None and seen[0] == expected_version and seen[1].is_live
+        # Not live, or live as this unit of work read it: no claim to take back.
+        plain = not booking.status.is_live or was_live
         with database_errors("save booking"):
-            if not booking.status.is_live or was_live:
+            if plain:
                 driver = await self._uow.driver(write=True)
                 if driver is not None:
                     status = await driver.execute(
@@ -188,7 +190,7 @@ class SqlBookingRepository:
                 .where(bookings.c.id == booking.booking_id, bookings.c.version == expected_version)
                 .values(**_mutable_row(booking))
             )
-            if not booking.status.is_live or was_live:
+            if plain:
                 result = await conn.execute(statement)
                 if result.rowcount == 0:
                     raise StaleBooking(booking.booking_id)
@@ -559,8 +561,32 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+# The bookings columns, in the order of `_PG_ADD`'s INSERT and `_PG_SAVE`'s SET: the plain
+# statements take the values as positional arguments, SQLAlchemy Core as a mapping of these names.
+_MUTABLE_COLUMNS = (
+    "status",
+    "failure_reason",
+    "payment_session_id",
+    "payment_url",
+    "payment_expires_at",
+    "refund_required",
+    "version",
+    "updated_at",
+)
+_BOOKING_COLUMNS = (
+    "id",
+    "user_id",
+    "show_id",
+    "total_minor",
+    "currency",
+    "hold_expires_at",
+    "created_at",
+    *_MUTABLE_COLUMNS,
+)
+
+
 def _booking_args(booking: Booking) -> tuple[Any, ...]:
-    """The values of the columns of the bookings INSERT in `_PG_ADD`, in order."""
+    """The values of `_BOOKING_COLUMNS`, in order."""
     return (
         booking.booking_id,
         booking.user_id,
@@ -574,6 +600,7 @@ def _booking_args(booking: Booking) -> tuple[Any, ...]:
 
 
 def _mutable_args(booking: Booking) -> tuple[Any, ...]:
+    """The values of `_MUTABLE_COLUMNS`, in order."""
     payment = booking.payment
     return (
         booking.status.value,
@@ -588,30 +615,11 @@ def _mutable_args(booking: Booking) -> tuple[Any, ...]:
 
 
 def _booking_row(booking: Booking) -> dict[str, Any]:
-    return {
-        "id": booking.booking_id,
-        "user_id": booking.user_id,
-        "show_id": booking.show_id,
-        "total_minor": booking.total.minor,
-        "currency": booking.total.currency,
-        "hold_expires_at": booking.hold_expires_at,
-        "created_at": booking.created_at,
-        **_mutable_row(booking),
-    }
+    return dict(zip(_BOOKING_COLUMNS, _booking_args(booking), strict=True))
 
 
 def _mutable_row(booking: Booking) -> dict[str, Any]:
-    payment = booking.payment
-    return {
-        "status": booking.status.value,
-        "failure_reason": booking.failure_reason.value if booking.failure_reason else None,
-        "payment_session_id": payment.session_id if payment else None,
-        "payment_url": payment.url if payment else None,
-        "payment_expires_at": payment.expires_at if payment else None,
-        "refund_required": booking.refund_required,
-        "version": booking.version,
-        "updated_at": booking.updated_at,
-    }
+    return dict(zip(_MUTABLE_COLUMNS, _mutable_args(booking), strict=True))
 
 
 def _seat_row(booking: Booking, position: int, seat: Seat, *, claimed: bool) -> dict[str, Any]:
