@@ -64,8 +64,9 @@ def correlation_ids(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     for name, value in headers:
         key = CORRELATION_HEADERS.get(name.lower())
         if key is not None and value and len(value) <= MAX_ID_LENGTH:
-            context[key] = value.decode("latin-1").strip()
-    context = {k: v for k, v in context.items() if v}
+            text = value.decode("latin-1").strip()
+            if text:
+                context[key] = text
     parent = parse_traceparent(context.get("traceparent", ""))
     if parent is None:
         context.pop("traceparent", None)
