@@ -155,12 +155,11 @@ class BookingController(Controller):
         async def run() -> tuple[int, bytes, int | None]:
             try:
                 booking = await create(caller, data.show_id, list(data.seat_ids))
-            except SeatConflict as exc:
-                if exc.failed_booking_id is not None:
-                    nudge.set()  # its compensation is queued; a plain rejection wrote nothing
-                raise
-            except BaseException:
-                nudge.set()  # a failed create may have queued its compensation
+            except BaseException as exc:
+                # A failed create may have queued its compensation; a plain rejection (a seat
+                # conflict with no FAILED booking recorded) wrote nothing to dispatch.
+                if not isinstance(exc, SeatConflict) or exc.failed_booking_id is not None:
+                    nudge.set()
                 raise
             return 201, _json(booking_view(booking)), booking.booking_id
 
