@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking.adapters.sql import SqlUnitOfWorkFactory, create_engine
-from booking.domain.booking import BookingStatus
+from booking.domain.booking import BookingStatus, FailureReason
 from booking.ports.errors import DatabaseUnavailable, SeatsAlreadyClaimed
-from booking.ports.repository import AuditEntry
+from booking.ports.repository import AuditEntry, BookingWrite
 from tests.support.postgres import T0, PostgresServer, clear_tables, make_booking
 
 
@@ -21,6 +23,16 @@ async def single(postgres_url: str, postgres_engine: AsyncEngine) -> AsyncIterat
     engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
     yield engine
     await engine.dispose()
+
+
+async def kill_backend(server: PostgresServer, driver: Any) -> None:
+    """End the server process behind an asyncpg connection; waits (up to 5 s) until it is gone."""
+    pid = await driver.fetchval("SELECT pg_backend_pid()")
+    admin = await server.admin()
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1, 5000)", pid)
+    finally:
+        await admin.close()
 
 
 async def test_read_only_block_opens_no_transaction_and_a_write_does(single: AsyncEngine) -> None:
@@ -76,15 +88,77 @@ async def test_connection_killed_under_a_plain_statement(
         if after_write:
             await tx.bookings.add(make_booking(2, seat_ids=[5]))
         driver = await tx.driver(write=False)
-        pid = await driver.fetchval("SELECT pg_backend_pid()")
-        admin = await postgres_server.admin()
-        try:
-            # Waits (up to 5 s) until the backend is gone.
-            await admin.execute("SELECT pg_terminate_backend($1, 5000)", pid)
-        finally:
-            await admin.close()
+        await kill_backend(postgres_server, driver)
         with pytest.raises(DatabaseUnavailable):
             await tx.bookings.get(1)
     async with uow() as tx:
         assert await tx.bookings.get(1) is not None
         assert await tx.bookings.get(2) is None
+
+
+async def test_a_booking_write_is_one_statement_without_a_transaction(single: AsyncEngine) -> None:
+    """`write` sends one statement and nothing else (no BEGIN, no COMMIT); it is durable."""
+    uow = SqlUnitOfWorkFactory(single)
+    # The first statements of a connection make asyncpg read the array types once.
+    await uow.write(BookingWrite(make_booking(9, seat_ids=[9]), expected_version=None))
+    async with uow() as tx:
+        driver = await tx.driver(write=False)
+    sent: list[str] = []
+
+    def log(record: Any) -> None:
+        sent.append(record.query)
+
+    driver.add_query_logger(log)
+    try:
+        booking = make_booking(1)
+        entry = AuditEntry(1, "user:1", T0, None, BookingStatus.PENDING, None)
+        await uow.write(BookingWrite(booking, expected_version=None, audit=entry))
+        version = booking.version
+        booking.fail(FailureReason.PAYMENT_INIT_FAILED, T0)
+        await uow.write(BookingWrite(booking, version, release_claims=True))
+        await asyncio.sleep(0)  # asyncpg calls query loggers soon after, not at once
+    finally:
+        driver.remove_query_logger(log)
+    assert len(sent) == 2
+    assert all(query.lstrip().startswith("WITH") for query in sent)
+    async with uow() as tx:
+        stored = await tx.bookings.get(1)
+        assert await tx.audit.trail(1) == [entry]
+        assert await tx.bookings.live_claims(7, [1, 2]) == {}
+    assert stored == booking
+
+
+async def test_a_connection_killed_under_a_write_is_replaced(
+    single: AsyncEngine, postgres_engine: AsyncEngine, postgres_server: PostgresServer
+) -> None:
+    """A backend killed while its write waits answers DatabaseUnavailable, stores nothing, and
+    the next write gets a new connection."""
+    uow = SqlUnitOfWorkFactory(single)
+    async with SqlUnitOfWorkFactory(postgres_engine)() as blocker:
+        # An uncommitted booking 1: a write of the same id waits for this transaction.
+        await blocker.bookings.add(make_booking(1, seat_ids=[1]))
+        waiting = asyncio.create_task(
+            uow.write(BookingWrite(make_booking(1, seat_ids=[2]), expected_version=None))
+        )
+        admin = await postgres_server.admin()
+        try:
+            pid = None
+            for _ in range(500):
+                pid = await admin.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = $1",
+                    single.url.database,
+                )
+                if pid is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert pid is not None, "the write never waited"
+            await admin.execute("SELECT pg_terminate_backend($1, 5000)", pid)
+        finally:
+            await admin.close()
+        with pytest.raises(DatabaseUnavailable):
+            await waiting
+    await uow.write(BookingWrite(make_booking(2, seat_ids=[2]), expected_version=None))
+    async with uow() as tx:
+        assert await tx.bookings.get(1) is None
+        assert await tx.bookings.live_claims(7, [1, 2]) == {2: 2}

@@ -96,7 +96,9 @@ class CreateBooking:
             b.attach_payment(session, self._clock.now())
             return Change()
 
-        return await self._transitions.apply(booking_id, attach, actor=f"user:{caller.user_id}")
+        return await self._transitions.apply(
+            booking_id, attach, actor=f"user:{caller.user_id}", known=booking
+        )
 
     async def _hold_price_insert(
         self, caller: Principal, show_id: int, seat_ids: list[int]
@@ -165,13 +167,11 @@ class CreateBooking:
             hold_expires_at=now + self._settings.hold_ttl,
             now=now,
         )
+        write = self._transitions.written(
+            booking, Change(), expected=None, before=None, actor=f"user:{caller.user_id}"
+        )
         try:
-            async with self._uow() as tx:
-                await tx.bookings.add(booking)
-                await self._transitions.record(
-                    tx, booking, Change(), before=None, actor=f"user:{caller.user_id}"
-                )
-                await tx.commit()
+            await self._uow.write(write)
         except SeatsAlreadyClaimed as exc:
             self._reject()
             raise SeatConflict(exc.seat_ids) from exc
@@ -184,7 +184,7 @@ class CreateBooking:
             b.fail(reason, self._clock.now())
             return compensation(b, theater_locked=theater_locked)
 
-        await self._transitions.apply(booking.booking_id, fail, actor="saga")
+        await self._transitions.apply(booking.booking_id, fail, actor="saga", known=booking)
         self._telemetry.booking_outcome("failed", reason.value)
 
     async def _release_hold(self, show_id: int, seat_ids: list[int], booking_id: int) -> None:

@@ -11,7 +11,7 @@ from booking.application.messages import Action, action_message, event_message
 from booking.domain.booking import Booking, BookingStatus
 from booking.ports.clock import Clock
 from booking.ports.errors import StaleBooking
-from booking.ports.repository import AuditEntry, UnitOfWork, UnitOfWorkFactory
+from booking.ports.repository import AuditEntry, BookingWrite, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
@@ -42,49 +42,57 @@ class Transitions:
         self._uow = uow
         self._clock = clock
 
-    async def apply(self, booking_id: int, mutate: Mutation, *, actor: str) -> Booking:
-        """Load, mutate, save on the read version, write outbox rows and audit, commit.
+    async def apply(
+        self, booking_id: int, mutate: Mutation, *, actor: str, known: Booking | None = None
+    ) -> Booking:
+        """Load, mutate, and write on the read version with its outbox rows and audit.
 
-        `mutate` returns None to say nothing changes. A concurrent writer makes the save stale:
-        the mutation runs again on the fresh booking, which is why it must be pure."""
+        `mutate` returns None to say nothing changes. A concurrent writer makes the write stale:
+        the mutation runs again on the fresh booking, which is why it must be pure. `known` is
+        the booking as the caller just wrote it: the first attempt starts from it instead of
+        reading it back."""
         for _ in range(_MAX_ATTEMPTS):
-            async with self._uow() as tx:
-                booking = await tx.bookings.get(booking_id)
+            booking, known = known, None
+            if booking is None:
+                async with self._uow() as tx:
+                    booking = await tx.bookings.get(booking_id)
                 if booking is None:
                     raise BookingNotFound(booking_id)
-                before, version = booking.status, booking.version
-                change = mutate(booking)
-                if change is None or booking.version == version:
-                    return booking
-                try:
-                    await tx.bookings.save(booking, version)
-                except StaleBooking:
-                    log.info("booking %s changed concurrently; retrying", booking_id)
-                    continue
-                await self.record(tx, booking, change, before=before, actor=actor)
-                await tx.commit()
+            before, version = booking.status, booking.version
+            change = mutate(booking)
+            if change is None or booking.version == version:
                 return booking
+            try:
+                await self._uow.write(
+                    self.written(booking, change, expected=version, before=before, actor=actor)
+                )
+            except StaleBooking:
+                log.info("booking %s changed concurrently; retrying", booking_id)
+                continue
+            return booking
         raise StaleBooking(booking_id)
 
-    async def record(
+    def written(
         self,
-        tx: UnitOfWork,
         booking: Booking,
         change: Change,
         *,
+        expected: int | None,
         before: BookingStatus | None,
         actor: str,
-    ) -> None:
+    ) -> BookingWrite:
+        """The write of a changed booking: its events and actions as outbox rows, the claims
+        to free, and the audit entry of the change."""
         now = self._clock.now()
         messages = [event_message(e) for e in booking.pull_events()]
         messages += [action_message(booking, a, now) for a in change.actions]
-        if messages:
-            await tx.outbox.put(messages)
-        if change.release_claims:
-            await tx.bookings.release_claims(booking.booking_id)
         reason = booking.failure_reason.value if booking.failure_reason else None
-        await tx.audit.record(
-            AuditEntry(
+        return BookingWrite(
+            booking=booking,
+            expected_version=expected,
+            messages=messages,
+            release_claims=change.release_claims,
+            audit=AuditEntry(
                 booking_id=booking.booking_id,
                 actor=actor,
                 at=now,
@@ -92,5 +100,5 @@ class Transitions:
                 to_status=booking.status,
                 reason=reason,
                 refund_required=booking.refund_required,
-            )
+            ),
         )

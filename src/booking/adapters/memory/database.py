@@ -31,7 +31,7 @@ from booking.ports.idempotency import (
     StoredResponse,
 )
 from booking.ports.outbox import OutboxMessage, OutboxStats
-from booking.ports.repository import AuditEntry, PageCursor
+from booking.ports.repository import AuditEntry, BookingWrite, PageCursor, stage_write
 
 
 @dataclass(slots=True)
@@ -249,6 +249,11 @@ class MemoryUnitOfWorkFactory:
 
     def __call__(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.db)
+
+    async def write(self, write: BookingWrite) -> None:
+        async with self() as tx:
+            await stage_write(tx, write)
+            await tx.commit()
 
     async def ping(self) -> None:
         self.db.check()

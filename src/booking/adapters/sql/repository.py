@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +31,7 @@ from booking.ports.errors import (
     StaleBooking,
 )
 from booking.ports.outbox import OutboxMessage
-from booking.ports.repository import AuditEntry, PageCursor
+from booking.ports.repository import AuditEntry, BookingWrite, PageCursor
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -128,17 +129,7 @@ class SqlBookingRepository:
         # PostgreSQL: the booking and its seats in one statement (data-modifying CTEs). The
         # seats go in only if the booking row did; a seat whose live claim exists is skipped
         # by ON CONFLICT, so nothing aborts the transaction and the answer names what went in.
-        seats = sorted(enumerate(booking.seats), key=lambda item: item[1].seat_id)
-        row = await driver.fetchrow(
-            _PG_ADD,
-            *_booking_args(booking),
-            booking.status.is_live,
-            [seat.seat_id for _, seat in seats],
-            [position for position, _ in seats],
-            [seat.seat_number for _, seat in seats],
-            [seat.seat_type.value for _, seat in seats],
-            [seat.price.minor for _, seat in seats],
-        )
+        row = await driver.fetchrow(_PG_ADD, *_new_booking_args(booking))
         if not row["added"]:
             raise DuplicateBookingId(f"booking id {booking.booking_id} is taken")
         taken = set(booking.seat_ids) - set(row["seats"])
@@ -482,6 +473,75 @@ class SqlAuditLog:
         ]
 
 
+async def write_plain(driver: Any, write: BookingWrite) -> None:
+    """`UnitOfWorkFactory.write` on PostgreSQL: one statement, which is its own transaction.
+
+    The booking's INSERT (or conditional UPDATE), its seats or claims, outbox rows and audit
+    row are the data-modifying CTEs of one statement, sent without BEGIN or COMMIT: one round
+    trip, all or nothing. A live-claim conflict aborts the statement; only then a second
+    query names the seats taken."""
+    booking = write.booking
+    tail = (*_outbox_arrays(write.messages), *_audit_arrays(write.audit))
+    try:
+        if write.expected_version is None:
+            await driver.execute(_PG_WRITE_NEW, *_new_booking_args(booking), *tail)
+            return
+        live = booking.status.is_live
+        saved = await driver.fetchval(
+            _PG_WRITE_SAVED,
+            booking.booking_id,
+            write.expected_version,
+            *_mutable_args(booking),
+            # Live: claim what is not claimed (a late payment); released on request otherwise.
+            live,
+            live or write.release_claims,
+            *tail,
+        )
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name == "pk_bookings":
+            raise DuplicateBookingId(f"booking id {booking.booking_id} is taken") from error
+        if error.constraint_name != _LIVE_CLAIM_INDEX:
+            raise
+        taken = await driver.fetchval(
+            _PG_CLAIMED_ELSEWHERE, booking.show_id, list(booking.seat_ids), booking.booking_id
+        )
+        raise SeatsAlreadyClaimed(sorted(taken) or list(booking.seat_ids)) from error
+    if not saved:
+        raise StaleBooking(booking.booking_id)
+
+
+def _outbox_arrays(messages: Sequence[OutboxMessage]) -> tuple[list[Any], ...]:
+    """The outbox rows as one array per column of `_PG_WRITE_OUTBOX`'s unnest."""
+    rows = list(outbox_rows(messages))
+    return (
+        [row["message_id"] for row in rows],
+        [row["booking_id"] for row in rows],
+        [row["kind"] for row in rows],
+        [row["name"] for row in rows],
+        [json.dumps(row["payload"]) for row in rows],
+        [json.dumps(row["headers"]) for row in rows],
+        [_aware(row["created_at"]) for row in rows],
+        [_aware(row["available_at"]) for row in rows],
+        [row["attempts"] for row in rows],
+        [row["last_error"] for row in rows],
+        [_aware(row["sent_at"]) for row in rows],
+    )
+
+
+def _audit_arrays(entry: AuditEntry | None) -> tuple[list[Any], ...]:
+    """The audit row (none or one) as one array per column of `_PG_WRITE_AUDIT`'s unnest."""
+    entries = [] if entry is None else [entry]
+    return (
+        [e.booking_id for e in entries],
+        [e.actor for e in entries],
+        [_aware(e.at) for e in entries],
+        [e.from_status.value if e.from_status else None for e in entries],
+        [e.to_status.value for e in entries],
+        [e.reason for e in entries],
+        [e.refund_required for e in entries],
+    )
+
+
 def outbox_rows(messages: Iterable[OutboxMessage]) -> Iterable[dict[str, Any]]:
     """Table rows for new outbox messages; a message without `created_at` is stamped now."""
     stamp = datetime.now(UTC)
@@ -505,13 +565,25 @@ def outbox_rows(messages: Iterable[OutboxMessage]) -> Iterable[dict[str, Any]]:
 # The hot statements on PostgreSQL, sent as plain prepared statements (see SqlUnitOfWork.driver).
 # Timestamps are aware datetimes for timestamptz; `_aware` refuses naive ones as UtcDateTime does.
 # Literal SQL only: every value is a bind parameter ($n), in the order of `_booking_args`.
-_PG_ADD = """
+
+
+def _new_booking_ctes(*, skip_conflicts: bool, then: str = "") -> str:
+    """The CTEs `b` (the booking row) and `s` (its seat rows) of a new booking, on $1-$21
+    (`_new_booking_args`). With `skip_conflicts` a taken id or live claim is skipped (ON
+    CONFLICT DO NOTHING) and `s` answers the seats that went in; without, either aborts the
+    statement. `then` follows them. Built once at import from constants."""
+    skip_id = "\n    ON CONFLICT (id) DO NOTHING" if skip_conflicts else ""
+    skip_seat = (
+        "\n    ON CONFLICT (show_id, seat_id) WHERE claimed DO NOTHING\n    RETURNING seat_id"
+        if skip_conflicts
+        else ""
+    )
+    return f"""
 WITH b AS (
     INSERT INTO bookings (id, user_id, show_id, total_minor, currency, hold_expires_at,
         created_at, status, failure_reason, payment_session_id, payment_url,
         payment_expires_at, refund_required, version, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-    ON CONFLICT (id) DO NOTHING
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15){skip_id}
     RETURNING id
 ), s AS (
     INSERT INTO booking_seats
@@ -521,12 +593,14 @@ WITH b AS (
         AS u (seat_id, position, seat_number, seat_type, price_minor)
     -- One lock order for every transaction (show, seat): two bookings racing for
     -- overlapping seats then wait for each other instead of deadlocking.
-    ORDER BY u.seat_id
-    ON CONFLICT (show_id, seat_id) WHERE claimed DO NOTHING
-    RETURNING seat_id
+    ORDER BY u.seat_id{skip_seat}
+){then}"""  # noqa: S608
+
+
+_PG_ADD = _new_booking_ctes(
+    skip_conflicts=True,
+    then="\nSELECT EXISTS (SELECT FROM b) AS added, ARRAY(SELECT seat_id FROM s) AS seats",
 )
-SELECT EXISTS (SELECT FROM b) AS added, ARRAY(SELECT seat_id FROM s) AS seats
-"""
 _PG_DELETE = "DELETE FROM bookings WHERE id = $1"
 _PG_SELECT_JOINED = """
 SELECT b.id, b.user_id, b.show_id, b.total_minor, b.currency, b.hold_expires_at, b.created_at,
@@ -552,6 +626,68 @@ _PG_OUTBOX = """
 INSERT INTO outbox (message_id, booking_id, kind, name, payload, headers, created_at,
     available_at, attempts, last_error, sent_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+"""
+
+
+_LIVE_CLAIM_INDEX = "uq_booking_seats_live_claim"
+
+
+def _one_statement_write(head: str, *, guard: str, first: int, answer: str) -> str:
+    """`head` (the booking's own CTEs), then the outbox and audit CTEs, then `answer`.
+
+    The outbox and audit rows go in only if the booking's own write (CTE `guard`) did; their
+    arrays are parameters `first` onwards. Built once at import from constants: no value is
+    ever part of the text."""
+    n = [f"${i}" for i in range(first, first + 18)]
+    return f"""{head}
+, o AS (
+    INSERT INTO outbox (message_id, booking_id, kind, name, payload, headers, created_at,
+        available_at, attempts, last_error, sent_at)
+    SELECT m.message_id, m.booking_id, m.kind, m.name, m.payload::json, m.headers::json,
+        m.created_at, m.available_at, m.attempts, m.last_error, m.sent_at
+    FROM {guard}, unnest({n[0]}::text[], {n[1]}::bigint[], {n[2]}::text[], {n[3]}::text[],
+        {n[4]}::text[], {n[5]}::text[], {n[6]}::timestamptz[], {n[7]}::timestamptz[],
+        {n[8]}::int[], {n[9]}::text[], {n[10]}::timestamptz[]) WITH ORDINALITY
+        AS m (message_id, booking_id, kind, name, payload, headers, created_at, available_at,
+            attempts, last_error, sent_at, ord)
+    -- The relay keeps each booking's order by `seq`: rows go in as listed.
+    ORDER BY m.ord
+), a AS (
+    INSERT INTO audit_log (booking_id, actor, at, from_status, to_status, reason,
+        refund_required)
+    SELECT e.booking_id, e.actor, e.at, e.from_status, e.to_status, e.reason, e.refund_required
+    FROM {guard}, unnest({n[11]}::bigint[], {n[12]}::text[], {n[13]}::timestamptz[],
+        {n[14]}::text[], {n[15]}::text[], {n[16]}::text[], {n[17]}::boolean[])
+        AS e (booking_id, actor, at, from_status, to_status, reason, refund_required)
+)
+{answer}"""  # noqa: S608
+
+
+# A new booking: no ON CONFLICT, so a taken id or a live claim aborts the whole statement.
+_PG_WRITE_NEW = _one_statement_write(
+    _new_booking_ctes(skip_conflicts=False), guard="b", first=22, answer="SELECT 1"
+)
+# A save on the expected version; its seats' claims follow the new status where asked ($11:
+# claimed or not, $12: whether to touch them), and a re-claim of a taken seat aborts it all.
+_PG_WRITE_SAVED = _one_statement_write(
+    """
+WITH v AS (
+    UPDATE bookings SET status = $3, failure_reason = $4, payment_session_id = $5,
+        payment_url = $6, payment_expires_at = $7, refund_required = $8, version = $9,
+        updated_at = $10
+    WHERE id = $1 AND version = $2
+    RETURNING id
+), c AS (
+    UPDATE booking_seats SET claimed = $11
+    WHERE $12 AND booking_id = $1 AND claimed <> $11 AND EXISTS (SELECT FROM v)
+)""",
+    guard="v",
+    first=13,
+    answer="SELECT EXISTS (SELECT FROM v)",
+)
+_PG_CLAIMED_ELSEWHERE = """
+SELECT ARRAY(SELECT seat_id FROM booking_seats
+    WHERE show_id = $1 AND seat_id = ANY($2::bigint[]) AND claimed AND booking_id <> $3)
 """
 
 
@@ -596,6 +732,21 @@ def _booking_args(booking: Booking) -> tuple[Any, ...]:
         _aware(booking.hold_expires_at),
         _aware(booking.created_at),
         *_mutable_args(booking),
+    )
+
+
+def _new_booking_args(booking: Booking) -> tuple[Any, ...]:
+    """The arguments of a new booking's CTEs ($1-$21 of `_PG_ADD` and `_PG_WRITE_NEW`): its
+    columns, whether its seats are claimed, then one array per seat column in seat order."""
+    seats = sorted(enumerate(booking.seats), key=lambda item: item[1].seat_id)
+    return (
+        *_booking_args(booking),
+        booking.status.is_live,
+        [seat.seat_id for _, seat in seats],
+        [position for position, _ in seats],
+        [seat.seat_number for _, seat in seats],
+        [seat.seat_type.value for _, seat in seats],
+        [seat.price.minor for _, seat in seats],
     )
 
 

@@ -10,9 +10,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from booking.adapters.sql.errors import database_errors
-from booking.adapters.sql.repository import SqlAuditLog, SqlBookingRepository, SqlOutbox
+from booking.adapters.sql.repository import (
+    SqlAuditLog,
+    SqlBookingRepository,
+    SqlOutbox,
+    write_plain,
+)
 from booking.ports.outbox import Outbox
-from booking.ports.repository import AuditLog, BookingRepository
+from booking.ports.repository import AuditLog, BookingRepository, BookingWrite, stage_write
 
 
 class SqlUnitOfWork:
@@ -71,7 +76,8 @@ class SqlUnitOfWork:
         and Core statements of this block share it), while a read before any write runs
         without one: under READ COMMITTED a lone SELECT sees the same committed data inside
         or outside a transaction, and a read-only block then needs neither BEGIN nor
-        ROLLBACK."""
+        ROLLBACK. A statement that is a whole transaction by itself (`write` of the factory)
+        takes the driver with `write=False` too: no BEGIN, and the server commits it alone."""
         connection = self.connection
         if self._driver is None:
             return None
@@ -136,6 +142,17 @@ class SqlUnitOfWorkFactory:
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self._engine)
+
+    async def write(self, write: BookingWrite) -> None:
+        async with self() as uow:
+            # No BEGIN: on PostgreSQL the write is one statement, its own transaction.
+            driver = await uow.driver(write=False)
+            if driver is None:
+                await stage_write(uow, write)
+                await uow.commit()
+                return
+            with database_errors("write booking"):
+                await write_plain(driver, write)
 
     async def ping(self) -> None:
         with database_errors("ping"):
