@@ -88,6 +88,22 @@ async def test_no_identity_is_401_in_every_mode(make_api: ApiFactory) -> None:
             problem(await api.client.request(method, path), 401, "UNAUTHENTICATED")
 
 
+async def test_identity_and_role_come_before_parameters_and_body(make_api: ApiFactory) -> None:
+    """A bad query, path or body from a caller without identity is 401, and from a caller
+    without the role 403: nothing about the request is examined before who sends it."""
+    api = await make_api(settings_for(AuthMode.JWT))
+    for method, path, body in (
+        ("GET", f"{BASE}?limit=0&status=NOPE", None),
+        ("GET", f"{BASE}/not-a-number", None),
+        ("POST", BASE, b"{not json"),
+    ):
+        response = await api.client.request(method, path, content=body)
+        problem(response, 401, "UNAUTHENTICATED")
+    admin = "/api/v1/admin/outbox?limit=-5"
+    problem(await api.client.get(admin), 401, "UNAUTHENTICATED")
+    problem(await api.client.get(admin, headers=auth()), 403, "FORBIDDEN")
+
+
 async def test_jwt_mode_ignores_identity_headers(make_api: ApiFactory) -> None:
     """In jwt mode X-User-* headers alone are no identity, and never override the token."""
     api = await make_api(settings_for(AuthMode.JWT))

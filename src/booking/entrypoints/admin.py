@@ -16,6 +16,7 @@ from litestar import Controller, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import PathParameter, QueryParameter
+from litestar.types import BeforeRequestHookHandler
 
 from booking.application.errors import BookingNotFound
 from booking.domain.identity import ADMIN
@@ -232,7 +233,7 @@ class AdminController(Controller):
 
     path = BASE
     tags = ["admin"]  # noqa: RUF012 - Litestar's class attribute
-    guards = [authenticated]  # noqa: RUF012
+    before_request: BeforeRequestHookHandler | None = authenticated
     opt = {"roles": ADMIN_ROLES}  # noqa: RUF012
 
     @get(

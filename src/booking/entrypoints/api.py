@@ -10,8 +10,6 @@ import msgspec
 from dishka import FromDishka
 from dishka.integrations.litestar import inject
 from litestar import Controller, Request, Response, get, post
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIMediaType,
@@ -21,6 +19,7 @@ from litestar.openapi.spec import (
     Schema,
 )
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
+from litestar.types import BeforeRequestHookHandler
 
 from booking.adapters.prometheus import PrometheusTelemetry
 from booking.application.create import CreateBooking
@@ -83,13 +82,13 @@ def _json(view: msgspec.Struct) -> bytes:
     return msgspec.json.encode(view)
 
 
-async def authenticated(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """Guard: identity first (401), then the role the handler names in `opt["roles"]` (403),
-    before the body is even read. The Principal is cached in the request's container."""
-    caller = await connection.state.dishka_container.get(Principal)
-    require_role(caller, *handler.opt.get("roles", BOOKING_ROLES))
+async def authenticated(request: Request[Any, Any, Any]) -> None:
+    """Before-request hook: identity first (401), then the role the handler names in
+    `opt["roles"]` (403), before any parameter or the body is read. The Principal is cached in
+    the request's container. A hook rather than a guard: Litestar copies the route handler for
+    every guard it runs, on every request."""
+    caller = await request.state.dishka_container.get(Principal)
+    require_role(caller, *request.route_handler.opt.get("roles", BOOKING_ROLES))
 
 
 @dataclass
@@ -105,7 +104,7 @@ class _CreateOperation(Operation):
 class BookingController(Controller):
     path = BASE
     tags = ["bookings"]  # noqa: RUF012 - Litestar's class attribute
-    guards = [authenticated]  # noqa: RUF012
+    before_request: BeforeRequestHookHandler | None = authenticated
 
     @post(
         "/",
