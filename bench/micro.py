@@ -1,10 +1,11 @@
-"""Micro-benchmarks behind bench/results/PROFILE.md: the cost of one peer call and one insert.
+"""Micro-benchmarks behind bench/results/PROFILE.md: the cost of one peer call and one write.
 
 `python -m bench.micro http URL` posts Theater verify calls with the service's peer client
-(httpx over aiohttp) and with httpx's own transport; `python -m bench.micro sql DATABASE_URL` runs
-the create transaction through the service's SqlUnitOfWork (SQLAlchemy Core) and as the same
-statements on a bare asyncpg connection pool. Each prints calls/s and the CPU time of this
-process per call (one asyncio process, 16 concurrent tasks), so the client cost is isolated.
+(httpx over aiohttp) and with httpx's own transport; `python -m bench.micro sql DATABASE_URL`
+runs a booking's one-statement write through the service's unit of work (SQLAlchemy's pool),
+then the same statement on asyncpg's pool and on a connection per task, with `SELECT 1` as the
+floor. Each prints calls/s and the CPU time of this process per call (one asyncio process, 16
+concurrent tasks), so the client cost is isolated.
 """
 
 from __future__ import annotations
@@ -75,66 +76,88 @@ async def http(url: str, seconds: float) -> None:
 
 
 async def sql(url: str, seconds: float) -> None:
+    """A booking's first write (`UnitOfWorkFactory.write`: one statement, no BEGIN) through the
+    service's path, then the same statement below it, to split the pool's cost from the
+    statement's: SQLAlchemy's pool, asyncpg's pool, no pool, and `SELECT 1` as the floor."""
     import asyncpg
 
     from booking.adapters.sql import SqlUnitOfWorkFactory, create_engine
+    from booking.adapters.sql.repository import write_plain
     from booking.domain.booking import Booking, Seat, SeatType
     from booking.domain.money import Money
-    from booking.ports.repository import AuditEntry
+    from booking.ports.repository import AuditEntry, BookingWrite
 
     now = datetime.now(UTC)
-    engine = create_engine(url, pool_size=CONCURRENCY, max_overflow=0)
-    uow = SqlUnitOfWorkFactory(engine)
     price = Money.from_major(150, "INR")
+    # Ids above any the service draws; a run never repeats one.
+    first = 9_000_000_000_000 + int(time.time() * 1000) % 1_000_000_000 * 1000
 
-    def booking(n: int) -> Booking:
+    def written(n: int) -> BookingWrite:
+        booking_id = first + n
         seats = [Seat(s, f"1-{s}", SeatType.SILVER, price) for s in (1, 2)]
-        return Booking.open(
-            booking_id=n + 1,
+        booking = Booking.open(
+            booking_id=booking_id,
             user_id=7,
-            show_id=10_000_000 + n,
+            show_id=booking_id,
             seats=seats,
             hold_expires_at=now + timedelta(minutes=5),
             now=now,
         )
+        booking.pull_events()
+        audit = AuditEntry(booking_id, "user:7", now, None, booking.status, None, False)
+        return BookingWrite(booking, None, (), audit)
 
-    async def core(n: int) -> None:
-        b = booking(n)
-        async with uow() as tx:
-            await tx.bookings.add(b)
-            await tx.audit.record(AuditEntry(b.booking_id, "user:7", now, None, b.status, None))
-            await tx.commit()
+    engine = create_engine(url, pool_size=CONCURRENCY, max_overflow=0)
+    uow = SqlUnitOfWorkFactory(engine)
+    offset = [0]
 
-    await measure("SqlUnitOfWork: add + audit + commit (SQLAlchemy Core)", core, seconds)
+    def fresh(n: int) -> BookingWrite:
+        offset[0] += 1
+        return written(offset[0])
+
+    async def service(n: int) -> None:
+        await uow.write(fresh(n))
+
+    await measure("UnitOfWorkFactory.write (SQLAlchemy pool)", service, 1.0)
+    await measure("UnitOfWorkFactory.write (SQLAlchemy pool)", service, seconds)
     await engine.dispose()
 
     raw_url = url.replace("postgresql+asyncpg://", "postgresql://")
     pool = await asyncpg.create_pool(raw_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
-    insert_booking = (
-        "INSERT INTO bookings (id, user_id, show_id, status, total_minor, currency, "
-        "hold_expires_at, refund_required, version, created_at, updated_at) VALUES "
-        "($1, 7, $2, 'PENDING', 30000, 'INR', $3, false, 1, $4, $4) "
-        "ON CONFLICT (id) DO NOTHING RETURNING id"
-    )
-    insert_seats = (
-        "INSERT INTO booking_seats (booking_id, seat_id, position, show_id, seat_number, "
-        "seat_type, price_minor, claimed) SELECT $1, s, s - 1, $2, '1-' || s, 'SILVER', 15000, "
-        "true FROM unnest($3::bigint[]) AS s ON CONFLICT (show_id, seat_id) WHERE claimed "
-        "DO NOTHING RETURNING seat_id"
-    )
-    insert_audit = (
-        "INSERT INTO audit_log (booking_id, actor, at, to_status, refund_required) "
-        "VALUES ($1, 'user:7', $2, 'PENDING', false)"
-    )
 
-    async def plain(n: int) -> None:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.fetchval(insert_booking, 5_000_000_000 + n, 20_000_000 + n, now, now)
-            await conn.fetch(insert_seats, 5_000_000_000 + n, 20_000_000 + n, [1, 2])
-            await conn.execute(insert_audit, 5_000_000_000 + n, now)
+    async def asyncpg_pool(n: int) -> None:
+        async with pool.acquire() as conn:
+            await write_plain(conn, fresh(n))
 
-    await measure("asyncpg: the same three statements + commit", plain, seconds)
+    await measure("the statement, asyncpg pool (reset query on release)", asyncpg_pool, seconds)
     await pool.close()
+
+    async def no_reset(conn: Any) -> None:
+        """Nothing to reset: the plain statements set no session state."""
+
+    pool = await asyncpg.create_pool(
+        raw_url, min_size=CONCURRENCY, max_size=CONCURRENCY, reset=no_reset
+    )
+
+    async def asyncpg_pool_no_reset(n: int) -> None:
+        async with pool.acquire() as conn:
+            await write_plain(conn, fresh(n))
+
+    await measure("the statement, asyncpg pool without reset", asyncpg_pool_no_reset, seconds)
+    await pool.close()
+
+    connections = [await asyncpg.connect(raw_url) for _ in range(CONCURRENCY)]
+
+    async def own_connection(n: int) -> None:
+        await write_plain(connections[n // 1_000_000], fresh(n))
+
+    async def select_one(n: int) -> None:
+        await connections[n // 1_000_000].fetchval("SELECT 1")
+
+    await measure("the statement, a connection per task (no pool)", own_connection, seconds)
+    await measure("SELECT 1, a connection per task (no pool)", select_one, seconds)
+    for conn in connections:
+        await conn.close()
 
 
 def main() -> None:
