@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import pgscripts
 from bench.loadgen import percentile
 from bench.stack import (
     PG_HOST,
@@ -27,21 +28,20 @@ from bench.stack import (
     redis_url,
 )
 
-SQL_DIR = Path(__file__).resolve().parent / "sql"
-
 
 def pgbench(
     database: str, script: str, *, clients: int, seconds: int, workdir: Path
 ) -> dict[str, Any]:
-    """Transactions/s and latency percentiles of one pgbench script (prepared statements, as
-    asyncpg sends them)."""
+    """Transactions/s and latency percentiles of one pgbench script made from the service's
+    statements (`bench.pgscripts`: `create` or `booking`), prepared, as asyncpg sends them."""
+    path = pgscripts.write_scripts(workdir / "pgbench-scripts")[script]
     logs = workdir / f"pgbench-{script}"
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("log*"):
         old.unlink()
     argv = ["pgbench", "-n", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER]
     argv += ["-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2))]
-    argv += ["-T", str(seconds), "-f", str(SQL_DIR / f"{script}.sql")]
+    argv += ["-T", str(seconds), "-f", str(path)]
     argv += ["-l", "--log-prefix", str(logs / "log"), database]
     meter = CpuMeter(comms={"postgres": ("postgres",)})
     meter.start()

@@ -140,7 +140,7 @@ def markdown(r: dict[str, Any]) -> str:
             f"{_ms(level['ok_p50_ms'])} | {_ms(level['ok_p99_ms'])} | {_cpu(level['cpu'])} |"
         )
     for script, found in r.get("pgbench", {}).items():
-        what = "full booking (2 transactions)" if script == "booking" else "create transaction"
+        what = "full booking (2 statements)" if script == "booking" else "create statement"
         lines.append(
             f"| pgbench, {what}, {found['clients']} clients | {_n(found['tps'])} tx/s | "
             f"{_ms(found['p50_ms'])} | {_ms(found['p99_ms'])} | {_cpu(found['cpu'])} |"
