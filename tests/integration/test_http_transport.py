@@ -296,3 +296,73 @@ async def test_the_request_target_reaches_the_peer_as_httpx_encoded_it() -> None
     assert head.split(b"\r\n", 1)[0] == (
         b"DELETE /eureka/apps/BOOKING/h:booking:80/s%2F1?q=a%20b&r=1 HTTP/1.1"
     )
+
+
+async def test_a_request_without_a_timeout_gets_the_clients() -> None:
+    """A request built by hand (no timeout of its own) still times out on the client's
+    timeout: the direct path never sends a request that could wait forever."""
+    hold = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await hold.wait()
+        writer.close()
+
+    srv, port = await _serve_with(serve)
+    try:
+        async with peer_client() as client:
+            client.timeout = httpx.Timeout(0.3)
+            request = httpx.Request("POST", f"http://127.0.0.1:{port}/x", content=b"{}")
+            assert "timeout" not in request.extensions
+            async with asyncio.timeout(5):
+                with pytest.raises(httpx.ReadTimeout):
+                    await client.send(request)
+    finally:
+        hold.set()
+        srv.close()
+
+
+async def test_event_hooks_of_the_client_still_run(server: _OneShotServer) -> None:
+    """Hooks set on the client see every request and response, as with httpx's client."""
+    seen: list[str] = []
+
+    async def on_request(request: httpx.Request) -> None:
+        seen.append(f"request {request.url.path}")
+
+    async def on_response(response: httpx.Response) -> None:
+        seen.append(f"response {response.status_code}")
+
+    async with peer_client() as client:
+        client.event_hooks = {"request": [on_request], "response": [on_response]}
+        response = await client.get(f"http://127.0.0.1:{server.port}/hooked", timeout=5)
+    assert response.json() == {}
+    assert seen == ["request /hooked", "response 200"]
+
+
+async def test_a_redirect_is_followed_when_asked(server: _OneShotServer) -> None:
+    """`follow_redirects=True` on a call follows the peer's redirect; by default it is the
+    answer itself."""
+    srv, port, received = await _answer_once(
+        b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:"
+        + str(server.port).encode()
+        + b"/there\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    try:
+        async with peer_client() as client:
+            followed = await client.get(
+                f"http://127.0.0.1:{port}/here", timeout=5, follow_redirects=True
+            )
+            assert followed.status_code == 200
+            assert str(followed.url).endswith("/there")
+            assert [r.status_code for r in followed.history] == [302]
+    finally:
+        srv.close()
+    assert received
+
+
+async def test_a_closed_client_refuses_to_send(server: _OneShotServer) -> None:
+    client = peer_client()
+    await client.aclose()
+    with pytest.raises(RuntimeError):
+        await client.get(f"http://127.0.0.1:{server.port}/x", timeout=5)
+    assert server.connections == 0
