@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -234,8 +235,9 @@ async def test_a_request_that_reached_the_peer_is_never_a_connect_error(
     assert not isinstance(caught.value, httpx.ConnectError | httpx.ConnectTimeout)
 
 
-async def test_a_silent_peer_is_a_read_timeout() -> None:
-    """Sent, and no answer within the call's timeout: ReadTimeout (outcome unknown)."""
+@asynccontextmanager
+async def _silent_peer() -> AsyncIterator[int]:
+    """A server (its port) that reads each request head and never answers."""
     hold = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -245,12 +247,17 @@ async def test_a_silent_peer_is_a_read_timeout() -> None:
 
     srv, port = await _serve_with(serve)
     try:
-        async with peer_client() as client:
-            with pytest.raises(httpx.ReadTimeout):
-                await client.post(f"http://127.0.0.1:{port}/x", content=b"{}", timeout=0.3)
+        yield port
     finally:
         hold.set()
         srv.close()
+
+
+async def test_a_silent_peer_is_a_read_timeout() -> None:
+    """Sent, and no answer within the call's timeout: ReadTimeout (outcome unknown)."""
+    async with _silent_peer() as port, peer_client() as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(f"http://127.0.0.1:{port}/x", content=b"{}", timeout=0.3)
 
 
 async def test_no_free_connection_in_time_is_a_connect_timeout() -> None:
@@ -301,25 +308,13 @@ async def test_the_request_target_reaches_the_peer_as_httpx_encoded_it() -> None
 async def test_a_request_without_a_timeout_gets_the_clients() -> None:
     """A request built by hand (no timeout of its own) still times out on the client's
     timeout: the direct path never sends a request that could wait forever."""
-    hold = asyncio.Event()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        await hold.wait()
-        writer.close()
-
-    srv, port = await _serve_with(serve)
-    try:
-        async with peer_client() as client:
-            client.timeout = httpx.Timeout(0.3)
-            request = httpx.Request("POST", f"http://127.0.0.1:{port}/x", content=b"{}")
-            assert "timeout" not in request.extensions
-            async with asyncio.timeout(5):
-                with pytest.raises(httpx.ReadTimeout):
-                    await client.send(request)
-    finally:
-        hold.set()
-        srv.close()
+    async with _silent_peer() as port, peer_client() as client:
+        client.timeout = httpx.Timeout(0.3)
+        request = httpx.Request("POST", f"http://127.0.0.1:{port}/x", content=b"{}")
+        assert "timeout" not in request.extensions
+        async with asyncio.timeout(5):
+            with pytest.raises(httpx.ReadTimeout):
+                await client.send(request)
 
 
 async def test_event_hooks_of_the_client_still_run(server: _OneShotServer) -> None:
