@@ -3,7 +3,9 @@
 The adapters speak httpx (requests, responses, errors); the bytes travel over an aiohttp
 connection pool. aiohttp parses HTTP in C and drives asyncio's transports directly, where
 httpcore's pure-Python HTTP/1.1 and its AnyIO streams cost three to four times the CPU per call
-(see bench/results/PROFILE.md): the peer calls are most of a booking's CPU.
+(see bench/results/PROFILE.md): the peer calls are about a third of a booking's CPU.
+`PeerClient` hands the adapters' requests to that transport without httpx's per-request
+machinery they do not use.
 
 The transport maps aiohttp's errors onto httpx's by what they say about the request, which is
 what the adapters decide on: `ConnectError` / `ConnectTimeout` only when the request was never
