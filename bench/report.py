@@ -36,6 +36,49 @@ def _cpu(cpu: dict[str, float]) -> str:
     return ", ".join(parts) or "-"
 
 
+def _cpu_ms(found: dict[str, Any] | None, part: str, rate: str = "ok_per_s") -> float | None:
+    """Milliseconds of `part`'s CPU per answer: the cores it kept busy over the answers/s."""
+    if not found or not found.get(rate) or part not in found.get("cpu", {}):
+        return None
+    return 1000 * float(found["cpu"][part]) / float(found[rate])
+
+
+def _cost_per_answer(r: dict[str, Any]) -> list[str]:
+    """The service's CPU per answer beside the bare endpoint's per request, both measured in
+    this run: a ratio that moves far less with the machine's speed than throughput does."""
+    bare = r.get("bare", {})
+    bare_post = _best(bare.get("post", []))
+    post_ms = _cpu_ms(bare_post, "bare")
+    get_ms = _cpu_ms(bare.get("get"), "bare")
+    rows = [
+        (
+            "booking created (steady, best concurrency)",
+            _best(r.get("steady", {}).get("levels", [])),
+            "ok_per_s",
+            post_ms,
+        ),
+        ("held seat rejected", r.get("held"), "rej_per_s", post_ms),
+        ("read", r.get("reads"), "ok_per_s", get_ms),
+    ]
+    lines = [
+        "## CPU per answer (same run)",
+        "",
+        "Service cores busy divided by answers per second, beside the bare endpoint's CPU per "
+        "request (POST for bookings and rejections, GET for reads).",
+        "",
+        "| answer | service CPU per answer | bare endpoint per request | ratio |",
+        "|---|---|---|---|",
+    ]
+    for label, found, rate, bare_ms in rows:
+        ms = _cpu_ms(found, "service", rate)
+        if ms is None:
+            continue
+        ratio = f"{ms / bare_ms:.1f}x" if bare_ms else "-"
+        bare_text = f"{bare_ms:.2f} ms" if bare_ms else "-"
+        lines.append(f"| {label} | {ms:.2f} ms | {bare_text} | {ratio} |")
+    return [*lines, ""] if len(lines) > 6 else []
+
+
 def references(r: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
     """(bare POST max/s, pgbench full booking tps, bare GET/s)."""
     bare = r.get("bare", {})
@@ -111,6 +154,7 @@ def markdown(r: dict[str, Any]) -> str:
             f"| zero oversold seats ({key}) | {oversold} | 0 | {'yes' if oversold == 0 else 'NO'} |"
         )
     lines.append("")
+    lines += _cost_per_answer(r)
 
     # References --------------------------------------------------------------------------------
     lines += [
@@ -333,3 +377,21 @@ def plot(r: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main() -> None:
+    """`python -m bench.report DIR`: write DIR/RESULTS.md and the plot again from
+    DIR/results.json (after a change to this report, without running the benchmark)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=main.__doc__)
+    parser.add_argument("directory", type=Path, help="a results directory (results.json)")
+    args = parser.parse_args()
+    results = json.loads((args.directory / "results.json").read_text())
+    (args.directory / "RESULTS.md").write_text(markdown(results))
+    plot(results, args.directory / "throughput_p99.png")
+
+
+if __name__ == "__main__":
+    main()
