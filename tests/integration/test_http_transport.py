@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from booking.adapters.http._common import build_request, encode_json
-from booking.adapters.http.transport import peer_client, peer_transport
+from booking.adapters.http.transport import PEER_LIMITS, peer_client, peer_transport
 
 _ANSWER = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
@@ -361,3 +361,25 @@ async def test_a_closed_client_refuses_to_send(server: _OneShotServer) -> None:
     with pytest.raises(RuntimeError):
         await client.get(f"http://127.0.0.1:{server.port}/x", timeout=5)
     assert server.connections == 0
+
+
+async def test_an_idle_connection_is_dropped_after_the_keep_alive_expiry(
+    server: _OneShotServer,
+) -> None:
+    """A connection idle for longer than the expiry is not reused: the client drops it before
+    the peer's own idle timer can close it under a request."""
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=0.2)
+    async with peer_client(peer_transport(limits)) as client:
+        url = f"http://127.0.0.1:{server.port}/x"
+        await client.get(url, timeout=5)
+        await client.get(url, timeout=5)
+        assert server.connections == 1
+        await asyncio.sleep(0.5)
+        await client.get(url, timeout=5)
+    assert server.connections == 2
+
+
+def test_peer_connections_idle_out_before_common_server_timeouts() -> None:
+    """uvicorn and Node close idle connections after 5 s; the client lets go first."""
+    assert PEER_LIMITS.keepalive_expiry is not None
+    assert 0 < PEER_LIMITS.keepalive_expiry < 5

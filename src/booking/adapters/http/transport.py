@@ -22,7 +22,11 @@ import httpx
 from httpx import USE_CLIENT_DEFAULT
 
 # Sized for the concurrency of one worker: a connection per in-flight call, all kept alive.
-PEER_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30)
+# An idle connection is dropped after 4 s, before the peer drops it: a server closes idle
+# connections on its own timer (uvicorn and Node after 5 s), and a request sent on a connection
+# the peer is closing at that moment fails with an unknown outcome, which fails a booking when
+# the call is the non-idempotent lock or checkout. Under load connections never idle that long.
+PEER_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=4)
 
 _HTTP11 = {"http_version": b"HTTP/1.1"}
 
