@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -90,10 +91,10 @@ async def sql(url: str, seconds: float) -> None:
     now = datetime.now(UTC)
     price = Money.from_major(150, "INR")
     # Ids above any the service draws; a run never repeats one.
-    first = 9_000_000_000_000 + int(time.time() * 1000) % 1_000_000_000 * 1000
+    ids = itertools.count(9_000_000_000_000 + int(time.time() * 1000) % 1_000_000_000 * 1000)
 
-    def written(n: int) -> BookingWrite:
-        booking_id = first + n
+    def fresh(_: int) -> BookingWrite:
+        booking_id = next(ids)
         seats = [Seat(s, f"1-{s}", SeatType.SILVER, price) for s in (1, 2)]
         booking = Booking.open(
             booking_id=booking_id,
@@ -109,11 +110,6 @@ async def sql(url: str, seconds: float) -> None:
 
     engine = create_engine(url, pool_size=CONCURRENCY, max_overflow=0)
     uow = SqlUnitOfWorkFactory(engine)
-    offset = [0]
-
-    def fresh(n: int) -> BookingWrite:
-        offset[0] += 1
-        return written(offset[0])
 
     async def service(n: int) -> None:
         await uow.write(fresh(n))
@@ -122,29 +118,21 @@ async def sql(url: str, seconds: float) -> None:
     await measure("UnitOfWorkFactory.write (SQLAlchemy pool)", service, seconds)
     await engine.dispose()
 
-    raw_url = url.replace("postgresql+asyncpg://", "postgresql://")
-    pool = await asyncpg.create_pool(raw_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
-
-    async def asyncpg_pool(n: int) -> None:
-        async with pool.acquire() as conn:
-            await write_plain(conn, fresh(n))
-
-    await measure("the statement, asyncpg pool (reset query on release)", asyncpg_pool, seconds)
-    await pool.close()
-
     async def no_reset(conn: Any) -> None:
         """Nothing to reset: the plain statements set no session state."""
 
-    pool = await asyncpg.create_pool(
-        raw_url, min_size=CONCURRENCY, max_size=CONCURRENCY, reset=no_reset
-    )
+    raw_url = url.replace("postgresql+asyncpg://", "postgresql://")
+    for label, reset in (("reset query on release", None), ("without reset", no_reset)):
+        pool = await asyncpg.create_pool(
+            raw_url, min_size=CONCURRENCY, max_size=CONCURRENCY, reset=reset
+        )
 
-    async def asyncpg_pool_no_reset(n: int) -> None:
-        async with pool.acquire() as conn:
-            await write_plain(conn, fresh(n))
+        async def pooled(n: int, pool: Any = pool) -> None:
+            async with pool.acquire() as conn:
+                await write_plain(conn, fresh(n))
 
-    await measure("the statement, asyncpg pool without reset", asyncpg_pool_no_reset, seconds)
-    await pool.close()
+        await measure(f"the statement, asyncpg pool ({label})", pooled, seconds)
+        await pool.close()
 
     connections = [await asyncpg.connect(raw_url) for _ in range(CONCURRENCY)]
 

@@ -110,18 +110,17 @@ def bind(statement: str, args: list[str]) -> str:
     return " ".join(line for line in lines if line) + ";"
 
 
-def write_scripts(directory: Path) -> dict[str, Path]:
-    """`create.sql` (the create statement) and `booking.sql` (create, then attach) in
-    `directory`; answers their paths by name."""
+def write_script(directory: Path, name: str) -> Path:
+    """`name`.sql in `directory`: `create` (the create statement) or `booking` (create, then
+    attach); answers its path."""
+    statements = [bind(_PG_WRITE_NEW, CREATE_ARGS)]
+    if name == "booking":
+        statements.append(bind(_PG_WRITE_SAVED, ATTACH_ARGS))
+    elif name != "create":
+        raise ValueError(f"no pgbench script {name!r}: create or booking")
     directory.mkdir(parents=True, exist_ok=True)
-    create = bind(_PG_WRITE_NEW, CREATE_ARGS)
-    attach = bind(_PG_WRITE_SAVED, ATTACH_ARGS)
-    scripts = {
-        "create": f"-- the create statement of the service\n{_VARIABLES}{create}\n",
-        "booking": f"-- one booking: create, then attach\n{_VARIABLES}{create}\n{attach}\n",
-    }
-    paths = {}
-    for name, text in scripts.items():
-        path = paths[name] = directory / f"{name}.sql"
-        path.write_text(text)
-    return paths
+    path = directory / f"{name}.sql"
+    path.write_text(
+        f"-- {name}: the service's statements\n{_VARIABLES}" + "\n".join(statements) + "\n"
+    )
+    return path

@@ -34,7 +34,7 @@ def pgbench(
 ) -> dict[str, Any]:
     """Transactions/s and latency percentiles of one pgbench script made from the service's
     statements (`bench.pgscripts`: `create` or `booking`), prepared, as asyncpg sends them."""
-    path = pgscripts.write_scripts(workdir / "pgbench-scripts")[script]
+    path = pgscripts.write_script(workdir / "pgbench-scripts", script)
     logs = workdir / f"pgbench-{script}"
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("log*"):

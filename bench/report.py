@@ -60,7 +60,17 @@ def _cost_per_answer(r: dict[str, Any]) -> list[str]:
         ("held seat rejected", r.get("held"), "rej_per_s", post_ms),
         ("read", r.get("reads"), "ok_per_s", get_ms),
     ]
-    lines = [
+    table = []
+    for label, found, rate, bare_ms in rows:
+        ms = _cpu_ms(found, "service", rate)
+        if ms is None:
+            continue
+        ratio = f"{ms / bare_ms:.1f}x" if bare_ms else "-"
+        bare_text = f"{bare_ms:.2f} ms" if bare_ms else "-"
+        table.append(f"| {label} | {ms:.2f} ms | {bare_text} | {ratio} |")
+    if not table:
+        return []
+    return [
         "## CPU per answer (same run)",
         "",
         "Service cores busy divided by answers per second, beside the bare endpoint's CPU per "
@@ -68,15 +78,9 @@ def _cost_per_answer(r: dict[str, Any]) -> list[str]:
         "",
         "| answer | service CPU per answer | bare endpoint per request | ratio |",
         "|---|---|---|---|",
+        *table,
+        "",
     ]
-    for label, found, rate, bare_ms in rows:
-        ms = _cpu_ms(found, "service", rate)
-        if ms is None:
-            continue
-        ratio = f"{ms / bare_ms:.1f}x" if bare_ms else "-"
-        bare_text = f"{bare_ms:.2f} ms" if bare_ms else "-"
-        lines.append(f"| {label} | {ms:.2f} ms | {bare_text} | {ratio} |")
-    return [*lines, ""] if len(lines) > 6 else []
 
 
 def references(r: dict[str, Any]) -> tuple[float | None, float | None, float | None]:

@@ -335,8 +335,7 @@ async def test_event_hooks_of_the_client_still_run(server: _OneShotServer) -> No
 
 
 async def test_a_redirect_is_followed_when_asked(server: _OneShotServer) -> None:
-    """`follow_redirects=True` on a call follows the peer's redirect; by default it is the
-    answer itself."""
+    """`follow_redirects=True` on a call follows the peer's redirect, as httpx's client does."""
     srv, port, received = await _answer_once(
         b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:"
         + str(server.port).encode()
