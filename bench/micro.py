@@ -2,10 +2,11 @@
 
 `python -m bench.micro http URL` posts Theater verify calls with the service's peer client
 (httpx over aiohttp) and with httpx's own transport; `python -m bench.micro sql DATABASE_URL`
-runs a booking's one-statement write through the service's unit of work (SQLAlchemy's pool),
-then the same statement on asyncpg's pool and on a connection per task, with `SELECT 1` as the
-floor. Each prints calls/s and the CPU time of this process per call (one asyncio process, 16
-concurrent tasks), so the client cost is isolated.
+runs a booking's one-statement write as the service sends it (`UnitOfWorkFactory.write`: a
+connection from SQLAlchemy's pool, no SQLAlchemy `Connection`), inside a unit of work (the
+`Connection` of `engine.connect()` around it), then on asyncpg's pool and on a connection per
+task, with `SELECT 1` as the floor. Each prints calls/s and the CPU time of this process per
+call (one asyncio process, 16 concurrent tasks), so the client cost is isolated.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ async def http(url: str, seconds: float) -> None:
 async def sql(url: str, seconds: float) -> None:
     """A booking's first write (`UnitOfWorkFactory.write`: one statement, no BEGIN) through the
     service's path, then the same statement below it, to split the pool's cost from the
-    statement's: SQLAlchemy's pool, asyncpg's pool, no pool, and `SELECT 1` as the floor."""
+    statement's: SQLAlchemy's pool bare and under a `Connection`, asyncpg's pool, no pool, and
+    `SELECT 1` as the floor."""
     import asyncpg
 
     from booking.adapters.sql import SqlUnitOfWorkFactory, create_engine
@@ -114,8 +116,13 @@ async def sql(url: str, seconds: float) -> None:
     async def service(n: int) -> None:
         await uow.write(fresh(n))
 
+    async def in_unit_of_work(n: int) -> None:
+        async with uow() as block:
+            await write_plain(await block.driver(write=False), fresh(n))
+
     await measure("UnitOfWorkFactory.write (SQLAlchemy pool)", service, 1.0)
     await measure("UnitOfWorkFactory.write (SQLAlchemy pool)", service, seconds)
+    await measure("the statement in a unit of work (engine.connect)", in_unit_of_work, seconds)
     await engine.dispose()
 
     async def no_reset(conn: Any) -> None:

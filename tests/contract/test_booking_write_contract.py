@@ -1,5 +1,6 @@
 """The UnitOfWorkFactory.write contract (one booking change with its outbox rows and audit, all
-or nothing), run on memory, SQLite and PostgreSQL (one statement there)."""
+or nothing) and its lone `get`, run on memory, SQLite and PostgreSQL (one statement each
+there)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,26 @@ async def test_a_write_without_messages_or_audit_stores_the_booking_only(storage
     assert booking == make_booking(15)
     assert trail == []
     assert await storage.outbox.stats() == OutboxStats(0, 0, None)
+
+
+async def test_a_lone_get_reads_what_is_committed(storage: Storage) -> None:
+    """`get` answers what a new unit of work's `bookings.get` answers; None for an unknown id."""
+    write = new(make_booking(16, seat_ids=[4, 2]), count=1)
+    await storage.uow.write(write)
+    assert await storage.uow.get(16) == write.booking
+    assert await storage.uow.get(17) is None
+    booking = await storage.uow.get(16)
+    assert booking is not None
+    version = booking.version
+    booking.attach_payment(session_for(booking), LATER)
+    await storage.uow.write(BookingWrite(booking, version))
+    assert await storage.uow.get(16) == booking
+    if storage.name == "postgres":  # readers beside an open writer (SQLite has one at a time)
+        async with storage.uow() as open_block:
+            await open_block.bookings.add(make_booking(18, seat_ids=[9]))
+            assert await storage.uow.get(18) is None  # not committed yet
+            await open_block.commit()
+        assert await storage.uow.get(18) == make_booking(18, seat_ids=[9])
 
 
 async def test_a_taken_booking_id_stores_nothing(storage: Storage) -> None:

@@ -116,11 +116,15 @@ async def test_a_booking_write_is_one_statement_without_a_transaction(single: As
         version = booking.version
         booking.fail(FailureReason.PAYMENT_INIT_FAILED, T0)
         await uow.write(BookingWrite(booking, version, release_claims=True))
+        assert await uow.get(1) == booking
         await asyncio.sleep(0)  # asyncpg calls query loggers soon after, not at once
     finally:
         driver.remove_query_logger(log)
-    assert len(sent) == 2
-    assert all(query.lstrip().startswith("WITH") for query in sent)
+    assert len(sent) == 3
+    assert all(query.lstrip().startswith("WITH") for query in sent[:2])
+    assert sent[2].lstrip().startswith("SELECT")
+    assert not driver.is_in_transaction()
+    assert single.sync_engine.pool.checkedout() == 0
     async with uow() as tx:
         stored = await tx.bookings.get(1)
         assert await tx.audit.trail(1) == [entry]
@@ -162,3 +166,39 @@ async def test_a_connection_killed_under_a_write_is_replaced(
     async with uow() as tx:
         assert await tx.bookings.get(1) is None
         assert await tx.bookings.live_claims(7, [1, 2]) == {2: 2}
+
+
+async def test_a_connection_killed_before_a_lone_get_is_replaced(
+    single: AsyncEngine, postgres_server: PostgresServer
+) -> None:
+    """`get` on a connection whose backend is gone answers DatabaseUnavailable; the pool opens
+    a new one for the next call, which reads the booking."""
+    uow = SqlUnitOfWorkFactory(single)
+    await uow.write(BookingWrite(make_booking(1), expected_version=None))
+    async with uow() as tx:
+        driver = await tx.driver(write=False)
+    await kill_backend(postgres_server, driver)  # while the connection waits in the pool
+    with pytest.raises(DatabaseUnavailable):
+        await uow.get(1)
+    assert single.sync_engine.pool.checkedout() == 0
+    assert await uow.get(1) == make_booking(1)
+
+
+async def test_a_lone_get_waits_for_a_free_connection(postgres_url: str) -> None:
+    """With every connection in use, `get` and `write` wait for one (up to the pool timeout,
+    then DatabaseUnavailable) instead of opening more."""
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0, pool_timeout=0.3)
+    uow = SqlUnitOfWorkFactory(engine)
+    try:
+        async with uow():
+            with pytest.raises(DatabaseUnavailable):
+                await uow.get(1)
+            with pytest.raises(DatabaseUnavailable):
+                await uow.write(BookingWrite(make_booking(99_001), expected_version=None))
+            waiting = asyncio.create_task(uow.get(99_001))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+        assert await waiting is None
+        assert engine.sync_engine.pool.checkedout() == 0
+    finally:
+        await engine.dispose()

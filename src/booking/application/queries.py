@@ -30,8 +30,7 @@ class BookingQueries:
         self._uow = uow
 
     async def _load(self, booking_id: int) -> Booking:
-        async with self._uow() as tx:
-            booking = await tx.bookings.get(booking_id)
+        booking = await self._uow.get(booking_id)
         if booking is None:
             raise BookingNotFound(booking_id)
         return booking

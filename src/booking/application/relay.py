@@ -85,8 +85,7 @@ class ActionRunner:
         action fails (and is retried with the relay's backoff); a definitive answer is applied
         like any other result: a payment made in time then confirms late or is flagged for
         refund instead of being dropped because nobody asked again."""
-        async with self._uow() as tx:
-            booking = await tx.bookings.get(booking_id)
+        booking = await self._uow.get(booking_id)
         if booking is None or booking.payment is None:
             return
         result = await self._payment.verify(booking.payment.session_id, caller)

@@ -54,8 +54,7 @@ class Transitions:
         for _ in range(_MAX_ATTEMPTS):
             booking, known = known, None
             if booking is None:
-                async with self._uow() as tx:
-                    booking = await tx.bookings.get(booking_id)
+                booking = await self._uow.get(booking_id)
                 if booking is None:
                     raise BookingNotFound(booking_id)
             before, version = booking.status, booking.version

@@ -168,6 +168,11 @@ class UnitOfWorkFactory(Protocol):
         fewer round trips than the calls it stands for (one statement on PostgreSQL)."""
         ...
 
+    async def get(self, booking_id: int) -> Booking | None:
+        """The booking as committed, read outside any unit of work: what `bookings.get` of a
+        new unit of work answers. Raises `DatabaseUnavailable` when the database is down."""
+        ...
+
     async def ping(self) -> None:
         """Raise `DatabaseUnavailable` unless the database answers."""
         ...

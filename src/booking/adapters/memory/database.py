@@ -255,6 +255,10 @@ class MemoryUnitOfWorkFactory:
             await stage_write(tx, write)
             await tx.commit()
 
+    async def get(self, booking_id: int) -> Booking | None:
+        async with self() as tx:
+            return await tx.bookings.get(booking_id)
+
     async def ping(self) -> None:
         self.db.check()
 

@@ -141,22 +141,9 @@ class SqlBookingRepository:
         self._seen[booking.booking_id] = (booking.version, booking.status)
 
     def _loaded(self, rows: Sequence[Any]) -> Booking | None:
-        if not rows:
-            return None
-        first = rows[0]
-        currency = first["currency"]
-        seats = [
-            _seat(
-                row["s_seat_id"],
-                row["s_seat_number"],
-                row["s_seat_type"],
-                row["s_price_minor"],
-                currency,
-            )
-            for row in rows
-        ]
-        booking = _booking(first, seats)
-        self._seen[booking.booking_id] = (booking.version, booking.status)
+        booking = booking_of_rows(rows)
+        if booking is not None:
+            self._seen[booking.booking_id] = (booking.version, booking.status)
         return booking
 
     async def save(self, booking: Booking, expected_version: int) -> None:
@@ -471,6 +458,30 @@ class SqlAuditLog:
             )
             for row in rows
         ]
+
+
+async def get_plain(driver: Any, booking_id: int) -> Booking | None:
+    """`UnitOfWorkFactory.get` on PostgreSQL: the booking and its seats in one SELECT."""
+    return booking_of_rows(await driver.fetch(_PG_GET, booking_id))
+
+
+def booking_of_rows(rows: Sequence[Any]) -> Booking | None:
+    """The booking of `_PG_SELECT_JOINED` rows (one per seat), or None for no rows."""
+    if not rows:
+        return None
+    first = rows[0]
+    currency = first["currency"]
+    seats = [
+        _seat(
+            row["s_seat_id"],
+            row["s_seat_number"],
+            row["s_seat_type"],
+            row["s_price_minor"],
+            currency,
+        )
+        for row in rows
+    ]
+    return _booking(first, seats)
 
 
 async def write_plain(driver: Any, write: BookingWrite) -> None:

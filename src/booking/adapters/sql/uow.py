@@ -8,14 +8,18 @@ from typing import Any, Self
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import Pool
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from booking.adapters.sql.errors import database_errors
 from booking.adapters.sql.repository import (
     SqlAuditLog,
     SqlBookingRepository,
     SqlOutbox,
+    get_plain,
     write_plain,
 )
+from booking.domain.booking import Booking
 from booking.ports.outbox import Outbox
 from booking.ports.repository import AuditLog, BookingRepository, BookingWrite, stage_write
 
@@ -129,12 +133,61 @@ class SqlUnitOfWork:
             await self.connection.rollback()
 
 
+class _Checkout:
+    """A pooled connection for statements that are whole transactions by themselves, handed
+    out as the bare asyncpg connection: no SQLAlchemy `Connection` around it.
+
+    The pool's checkout runs in a greenlet, as SQLAlchemy's own does: it may wait for a free
+    connection, open a new one or replace a stale one. The return needs no greenlet when no
+    transaction is open and the connection is alive (the statements here never open one):
+    SQLAlchemy's reset on return then has nothing to send. A connection that broke under its
+    statement is invalidated, so the pool opens a new one in its place."""
+
+    __slots__ = ("_fairy", "_pool")
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._fairy: Any = None
+
+    async def __aenter__(self) -> Any:
+        with database_errors("connect"):
+            self._fairy = await greenlet_spawn(self._pool.connect)
+        return self._fairy.driver_connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        fairy, self._fairy = self._fairy, None
+        driver = fairy.driver_connection
+        if not driver.is_closed() and fairy.dbapi_connection._transaction is None:
+            fairy.close()
+            return
+        try:
+            with database_errors("return connection"):
+                if driver.is_closed():
+                    await greenlet_spawn(fairy.invalidate)
+                await greenlet_spawn(fairy.close)
+        except Exception:
+            # As for a unit of work: a failed return must not hide the error of the statement.
+            if exc is None:
+                raise
+
+
 class SqlUnitOfWorkFactory:
-    """The UnitOfWorkFactory port: a new SqlUnitOfWork per call, all on one engine."""
+    """The UnitOfWorkFactory port: a new SqlUnitOfWork per call, all on one engine.
+
+    On PostgreSQL, `write` and `get` are one statement each, sent on a pooled asyncpg
+    connection without SQLAlchemy's `Connection` (see `_Checkout`): about half the client CPU
+    of the same statement through a unit of work."""
 
     def __init__(self, engine: AsyncEngine, *, ping_timeout: float = 2.0) -> None:
         self._engine = engine
         self._ping_timeout = ping_timeout
+        self._plain = engine.dialect.name == "postgresql"
+        self._pool = engine.sync_engine.pool
 
     @property
     def engine(self) -> AsyncEngine:
@@ -144,15 +197,24 @@ class SqlUnitOfWorkFactory:
         return SqlUnitOfWork(self._engine)
 
     async def write(self, write: BookingWrite) -> None:
-        async with self() as uow:
-            # No BEGIN: on PostgreSQL the write is one statement, its own transaction.
-            driver = await uow.driver(write=False)
-            if driver is None:
+        if not self._plain:
+            async with self() as uow:
                 await stage_write(uow, write)
                 await uow.commit()
-                return
+            return
+        # No BEGIN: on PostgreSQL the write is one statement, its own transaction.
+        async with _Checkout(self._pool) as driver:
             with database_errors("write booking"):
                 await write_plain(driver, write)
+
+    async def get(self, booking_id: int) -> Booking | None:
+        if not self._plain:
+            async with self() as uow:
+                return await uow.bookings.get(booking_id)
+        # A lone SELECT: no transaction (READ COMMITTED sees the same inside one or not).
+        async with _Checkout(self._pool) as driver:
+            with database_errors("get booking"):
+                return await get_plain(driver, booking_id)
 
     async def ping(self) -> None:
         with database_errors("ping"):
