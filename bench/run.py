@@ -49,7 +49,7 @@ SCENARIOS = ("refs", "onsale", "held", "steady", "reads", "holdsoff")
 # Open-loop rates, as shares of the best closed-loop booking rate (the last one: the p99 goal).
 OPEN_LOOP_SHARES = (0.25, 0.5, 0.8)
 
-# Frames whose inclusive share the profile summary lists (the steps of a create).
+# Frames whose inclusive share the profile summary lists (the steps of a create and a read).
 FOCUS = [
     "BookingController.create",
     "CreateBooking.__call__",
@@ -65,7 +65,9 @@ FOCUS = [
     "structlog",
     "InstrumentedTransport",
     "BookingController.get_one",
-    "SqlBookingRepository.get",
+    "UnitOfWorkFactory.get",
+    "UnitOfWorkFactory.write",
+    "_Checkout",
 ]
 
 
