@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking.adapters.sql import SqlUnitOfWorkFactory, create_engine
@@ -202,3 +203,31 @@ async def test_a_lone_get_waits_for_a_free_connection(postgres_url: str) -> None
         assert engine.sync_engine.pool.checkedout() == 0
     finally:
         await engine.dispose()
+
+
+async def test_a_refused_connection_is_database_unavailable(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """A server that refuses the connection (too many connections for the role) makes `get`,
+    `write` and a unit of work answer DatabaseUnavailable, never the driver's own error."""
+    admin = await postgres_server.admin()
+    role = "booking_no_connections"
+    try:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+        url = make_url(postgres_url).set(username=role, password=None)
+        engine = create_engine(url, pool_size=1, max_overflow=0)
+        uow = SqlUnitOfWorkFactory(engine)
+        try:
+            with pytest.raises(DatabaseUnavailable, match="connect"):
+                await uow.get(1)
+            with pytest.raises(DatabaseUnavailable, match="connect"):
+                await uow.write(BookingWrite(make_booking(1), expected_version=None))
+            with pytest.raises(DatabaseUnavailable):
+                async with uow():
+                    pass
+        finally:
+            await engine.dispose()
+    finally:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()

@@ -81,3 +81,7 @@ def database_errors(what: str) -> Iterator[None]:
         raise translate(error, what) from error
     except DRIVER_ERRORS as error:
         raise translate(error, what) from error
+    except sa_exc.EmulatedDBAPIException as error:
+        # A driver error as SQLAlchemy's adapter raises it outside a `Connection` (a checkout
+        # straight from the pool): judged by the driver's own error.
+        raise translate(error.orig or error, what) from error
