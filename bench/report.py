@@ -43,9 +43,20 @@ def _cpu_ms(found: dict[str, Any] | None, part: str, rate: str = "ok_per_s") -> 
     return 1000 * float(found["cpu"][part]) / float(found[rate])
 
 
+def _rest_ms(found: dict[str, Any] | None, rate: str) -> float | None:
+    """Milliseconds of CPU per answer of every part but the service (the database, the peers,
+    Redis, the load generator)."""
+    if not found or not found.get(rate):
+        return None
+    rest = sum(float(v) for k, v in found.get("cpu", {}).items() if k != "service")
+    return 1000 * rest / float(found[rate]) if rest else None
+
+
 def _cost_per_answer(r: dict[str, Any]) -> list[str]:
     """The service's CPU per answer beside the bare endpoint's per request, both measured in
-    this run: a ratio that moves far less with the machine's speed than throughput does."""
+    this run: a ratio that moves far less with the machine's speed than throughput does. And
+    what the other parts spend per answer, with the rate the machine's cores would allow if
+    the service cost nothing: a goal above that is out of this machine's reach."""
     bare = r.get("bare", {})
     bare_post = _best(bare.get("post", []))
     post_ms = _cpu_ms(bare_post, "bare")
@@ -60,6 +71,7 @@ def _cost_per_answer(r: dict[str, Any]) -> list[str]:
         ("held seat rejected", r.get("held"), "rej_per_s", post_ms),
         ("read", r.get("reads"), "ok_per_s", get_ms),
     ]
+    cores = r.get("machine", {}).get("cores")
     table = []
     for label, found, rate, bare_ms in rows:
         ms = _cpu_ms(found, "service", rate)
@@ -67,17 +79,23 @@ def _cost_per_answer(r: dict[str, Any]) -> list[str]:
             continue
         ratio = f"{ms / bare_ms:.1f}x" if bare_ms else "-"
         bare_text = f"{bare_ms:.2f} ms" if bare_ms else "-"
-        table.append(f"| {label} | {ms:.2f} ms | {bare_text} | {ratio} |")
+        rest = _rest_ms(found, rate)
+        rest_text = f"{rest:.2f} ms" if rest else "-"
+        ceiling = f"{_n(1000 * float(cores) / rest)}/s" if rest and cores else "-"
+        table.append(f"| {label} | {ms:.2f} ms | {bare_text} | {ratio} | {rest_text} | {ceiling} |")
     if not table:
         return []
     return [
         "## CPU per answer (same run)",
         "",
         "Service cores busy divided by answers per second, beside the bare endpoint's CPU per "
-        "request (POST for bookings and rejections, GET for reads).",
+        "request (POST for bookings and rejections, GET for reads); then what every other part "
+        "(the database, the peers, Redis, the load generator) spent per answer, and the rate "
+        "this machine's cores would allow at that cost if the service cost nothing.",
         "",
-        "| answer | service CPU per answer | bare endpoint per request | ratio |",
-        "|---|---|---|---|",
+        "| answer | service CPU per answer | bare endpoint per request | ratio "
+        "| the other parts per answer | ceiling with a free service |",
+        "|---|---|---|---|---|---|",
         *table,
         "",
     ]
