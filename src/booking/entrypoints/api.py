@@ -40,7 +40,7 @@ from booking.entrypoints.identity import (
     require_role,
 )
 from booking.entrypoints.limits import CreationLimit
-from booking.entrypoints.problems import ApiError, decode_strict
+from booking.entrypoints.problems import ApiError, decode_strict, exception_handler
 from booking.entrypoints.schemas import (
     BookingPage,
     BookingView,
@@ -163,7 +163,12 @@ class BookingController(Controller):
             return 201, _json(booking_view(booking)), booking.booking_id
 
         if key is None:
-            _, body, booking_id = await run()
+            try:
+                _, body, booking_id = await run()
+            except SeatConflict as exc:
+                # The commonest answer of an on-sale, mapped by the one exception handler
+                # without unwinding through Litestar's exception middleware.
+                return exception_handler(request, exc)
             return Response(
                 content=body,  # type: ignore[arg-type]
                 status_code=201,
