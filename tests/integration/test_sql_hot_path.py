@@ -231,3 +231,16 @@ async def test_a_refused_connection_is_database_unavailable(
     finally:
         await admin.execute(f"DROP ROLE IF EXISTS {role}")
         await admin.close()
+
+
+async def test_get_and_write_use_the_engines_pool_after_a_dispose(single: AsyncEngine) -> None:
+    """`engine.dispose()` replaces the pool; the plain statements take the new one."""
+    uow = SqlUnitOfWorkFactory(single)
+    await uow.write(BookingWrite(make_booking(1), expected_version=None))
+    old = single.sync_engine.pool
+    await single.dispose()
+    assert single.sync_engine.pool is not old
+    assert await uow.get(1) == make_booking(1)
+    await uow.write(BookingWrite(make_booking(2, seat_ids=[5]), expected_version=None))
+    assert single.sync_engine.pool.checkedin() == 1
+    assert old.checkedin() == 0

@@ -187,7 +187,6 @@ class SqlUnitOfWorkFactory:
         self._engine = engine
         self._ping_timeout = ping_timeout
         self._plain = engine.dialect.name == "postgresql"
-        self._pool = engine.sync_engine.pool
 
     @property
     def engine(self) -> AsyncEngine:
@@ -202,8 +201,9 @@ class SqlUnitOfWorkFactory:
                 await stage_write(uow, write)
                 await uow.commit()
             return
-        # No BEGIN: on PostgreSQL the write is one statement, its own transaction.
-        async with _Checkout(self._pool) as driver:
+        # No BEGIN: on PostgreSQL the write is one statement, its own transaction. The pool is
+        # the engine's current one (`engine.dispose()` puts a new one in its place).
+        async with _Checkout(self._engine.sync_engine.pool) as driver:
             with database_errors("write booking"):
                 await write_plain(driver, write)
 
@@ -212,7 +212,7 @@ class SqlUnitOfWorkFactory:
             async with self() as uow:
                 return await uow.bookings.get(booking_id)
         # A lone SELECT: no transaction (READ COMMITTED sees the same inside one or not).
-        async with _Checkout(self._pool) as driver:
+        async with _Checkout(self._engine.sync_engine.pool) as driver:
             with database_errors("get booking"):
                 return await get_plain(driver, booking_id)
 
