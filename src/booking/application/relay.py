@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import stamina
+
 from booking.application.messages import Action
 from booking.application.payments import ApplyPaymentResult
 from booking.application.settings import SagaSettings
@@ -15,7 +17,13 @@ from booking.domain.booking import PaymentStatus
 from booking.domain.errors import PaymentMismatch
 from booking.domain.identity import Principal
 from booking.ports.clock import Clock
-from booking.ports.errors import PaymentUnavailable, PortError, PublishFailed, SeatLockUnavailable
+from booking.ports.errors import (
+    DatabaseUnavailable,
+    PaymentUnavailable,
+    PortError,
+    PublishFailed,
+    SeatLockUnavailable,
+)
 from booking.ports.outbox import JSON, EventPublisher, MessageKind, OutboxMessage, OutboxStore
 from booking.ports.payment import PaymentGateway
 from booking.ports.repository import UnitOfWorkFactory
@@ -24,6 +32,10 @@ from booking.ports.telemetry import Telemetry
 from booking.ports.theater import TheaterCatalog
 
 log = logging.getLogger(__name__)
+
+# Waits between attempts to record a dispatched row (seconds; doubling up to the maximum).
+_MARK_WAIT_INITIAL = 0.05
+_MARK_WAIT_MAX = 1.0
 
 
 def _ints(payload: Mapping[str, JSON], key: str) -> list[int]:
@@ -194,10 +206,30 @@ class OutboxRelay:
                 await self._retry(row, error, row.attempts + 1)
                 await self._hold_back(rows[index + 1 :])
                 break
-            await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
+            await self._mark_sent(row, round_)
             self._telemetry.outbox_dispatched(row.kind.value, ok=True)
             sent += 1
         return sent
+
+    async def _mark_sent(self, row: OutboxMessage, round_: _Round) -> None:
+        """Record a dispatched row as sent, waiting out a database that is away for a moment
+        while the lease still covers the row: given up, the row is dispatched again by whoever
+        claims it after the lease, and the Notification Service does not deduplicate events."""
+        lease = self._settings.relay_lease.total_seconds()
+        left = (round_.lease_ends - self._clock.now()).total_seconds() - lease / 6
+        if left <= 0:
+            await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
+            return
+        async for attempt in stamina.retry_context(
+            on=DatabaseUnavailable,
+            attempts=None,
+            timeout=left,
+            wait_initial=_MARK_WAIT_INITIAL,
+            wait_max=_MARK_WAIT_MAX,
+            wait_jitter=_MARK_WAIT_INITIAL,
+        ):
+            with attempt:
+                await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
 
     def _budget(self, round_: _Round) -> float | None:
         """Seconds one dispatch may take so that it ends well inside the round's lease, or
