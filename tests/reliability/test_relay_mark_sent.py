@@ -6,6 +6,7 @@ again (the Notification Service does not deduplicate events)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 import pytest
@@ -54,12 +55,12 @@ class DownForAWhile(MemoryOutboxStore):
 
 
 async def relays(
-    failures: int, lease: timedelta
+    failures: int, lease: timedelta, store_type: type[DownForAWhile] = DownForAWhile
 ) -> tuple[OutboxRelay, OutboxRelay, Publisher, DownForAWhile, FakeClock]:
     clock = FakeClock()
     db = MemoryDatabase()
     uow = MemoryUnitOfWorkFactory(db)
-    store = DownForAWhile(db, failures)
+    store = store_type(db, failures)
     settings = SagaSettings(relay_lease=lease)
     publisher = Publisher()
     apply = ApplyPaymentResult(uow, clock, NullTelemetry())
@@ -108,3 +109,19 @@ async def test_an_outage_longer_than_the_lease_gives_up_in_time() -> None:
     clock.advance(timedelta(seconds=2))
     assert await second.drain() == 1
     assert publisher.published == ["event-1", "event-1"]
+
+
+class Hangs(DownForAWhile):
+    """Recording a row as sent never answers (a database behind a partition)."""
+
+    async def mark_sent(self, message_id: str, owner: str, now: datetime) -> None:
+        self.tries += 1
+        await asyncio.Event().wait()
+
+
+async def test_a_record_that_hangs_ends_within_the_lease() -> None:
+    """A record that never answers is cut when the lease's window ends: the round fails with
+    DatabaseUnavailable instead of waiting past the lease."""
+    first, *_ = await relays(0, timedelta(seconds=1.2), Hangs)
+    with pytest.raises(DatabaseUnavailable, match="within the lease"):
+        await asyncio.wait_for(first.run_once(), timeout=5)

@@ -220,16 +220,23 @@ class OutboxRelay:
         if left <= 0:
             await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
             return
-        async for attempt in stamina.retry_context(
-            on=DatabaseUnavailable,
-            attempts=None,
-            timeout=left,
-            wait_initial=_MARK_WAIT_INITIAL,
-            wait_max=_MARK_WAIT_MAX,
-            wait_jitter=_MARK_WAIT_INITIAL,
-        ):
-            with attempt:
-                await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
+        try:
+            # An attempt that hangs (a partition) ends with the window too.
+            async with asyncio.timeout(left):
+                async for attempt in stamina.retry_context(
+                    on=DatabaseUnavailable,
+                    attempts=None,
+                    timeout=left,
+                    wait_initial=_MARK_WAIT_INITIAL,
+                    wait_max=_MARK_WAIT_MAX,
+                    wait_jitter=_MARK_WAIT_INITIAL,
+                ):
+                    with attempt:
+                        await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(
+                "database unavailable during outbox mark sent (no answer within the lease)"
+            ) from exc
 
     def _budget(self, round_: _Round) -> float | None:
         """Seconds one dispatch may take so that it ends well inside the round's lease, or
