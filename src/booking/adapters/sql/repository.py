@@ -113,7 +113,7 @@ class SqlBookingRepository:
         with database_errors("get booking"):
             driver = await self._uow.driver(write=False)
             if driver is not None:
-                return self._loaded(await driver.fetch(_PG_GET, booking_id))
+                return self._seen_now(await get_plain(driver, booking_id))
             found = await self._load_joined(bookings.c.id == booking_id)
         return found
 
@@ -121,7 +121,9 @@ class SqlBookingRepository:
         with database_errors("get booking by session"):
             driver = await self._uow.driver(write=False)
             if driver is not None:
-                return self._loaded(await driver.fetch(_PG_BY_SESSION, session_id))
+                return self._seen_now(
+                    booking_of_rows(await driver.fetch(_PG_BY_SESSION, session_id))
+                )
             found = await self._load_joined(bookings.c.payment_session_id == session_id)
         return found
 
@@ -140,8 +142,7 @@ class SqlBookingRepository:
             raise SeatsAlreadyClaimed(sorted(taken))
         self._seen[booking.booking_id] = (booking.version, booking.status)
 
-    def _loaded(self, rows: Sequence[Any]) -> Booking | None:
-        booking = booking_of_rows(rows)
+    def _seen_now(self, booking: Booking | None) -> Booking | None:
         if booking is not None:
             self._seen[booking.booking_id] = (booking.version, booking.status)
         return booking

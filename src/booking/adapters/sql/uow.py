@@ -80,8 +80,7 @@ class SqlUnitOfWork:
         and Core statements of this block share it), while a read before any write runs
         without one: under READ COMMITTED a lone SELECT sees the same committed data inside
         or outside a transaction, and a read-only block then needs neither BEGIN nor
-        ROLLBACK. A statement that is a whole transaction by itself (`write` of the factory)
-        takes the driver with `write=False` too: no BEGIN, and the server commits it alone."""
+        ROLLBACK. (The factory's `write` and `get` do not come here: see `_Checkout`.)"""
         connection = self.connection
         if self._driver is None:
             return None
