@@ -213,20 +213,20 @@ class OutboxRelay:
 
     async def _mark_sent(self, row: OutboxMessage, round_: _Round) -> None:
         """Record a dispatched row as sent, waiting out a database that is away for a moment
-        while the lease still covers the row: given up, the row is dispatched again by whoever
-        claims it after the lease, and the Notification Service does not deduplicate events."""
-        lease = self._settings.relay_lease.total_seconds()
-        left = (round_.lease_ends - self._clock.now()).total_seconds() - lease / 6
-        if left <= 0:
+        within the round's budget (the lease still covers the row): given up, the row is
+        dispatched again by whoever claims it after the lease, and the Notification Service
+        does not deduplicate events."""
+        budget = self._budget(round_)
+        if budget is None:
             await self._store.mark_sent(row.message_id, self.owner, self._clock.now())
             return
         try:
-            # An attempt that hangs (a partition) ends with the window too.
-            async with asyncio.timeout(left):
+            # One bound for every attempt and wait: an attempt that hangs (a partition) too.
+            async with asyncio.timeout(budget):
                 async for attempt in stamina.retry_context(
                     on=DatabaseUnavailable,
                     attempts=None,
-                    timeout=left,
+                    timeout=None,
                     wait_initial=_MARK_WAIT_INITIAL,
                     wait_max=_MARK_WAIT_MAX,
                     wait_jitter=_MARK_WAIT_INITIAL,
