@@ -8,6 +8,8 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import stamina
+from stamina.instrumentation import RetryDetails
 
 from booking.adapters.http._common import RetryPolicy
 from booking.adapters.http.directory import StaticServiceDirectory
@@ -135,6 +137,40 @@ async def test_verify_retries_a_5xx(
     theater.add_fault("status", VERIFY, status=503, times=1)
     assert len(await catalog.seats(show, seats(show, 1), USER)) == 1
     assert len(theater.requests(VERIFY)) == 2
+
+
+async def test_a_retried_first_failure_goes_through_stamina(
+    catalog: HttpTheaterCatalog, theater: TheaterPeer, show: int
+) -> None:
+    """The first attempt runs outside stamina; its failure is still stamina's first retry:
+    backed off, logged and counted by the retry hooks, with the failure that caused it."""
+    seen: list[RetryDetails] = []
+    hooks = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([*hooks, seen.append])
+    try:
+        theater.add_fault("status", VERIFY, status=503, times=1)
+        assert len(await catalog.seats(show, seats(show, 1), USER)) == 1
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(hooks)
+    assert [(d.retry_num, type(d.caused_by).__name__) for d in seen] == [(1, "TransientStatus")]
+    assert seen[0].wait_for >= FAST_RETRY.wait_initial
+    assert len(theater.requests(VERIFY)) == 2
+
+
+async def test_a_first_attempt_that_spends_the_budget_is_not_repeated(
+    theater: TheaterPeer, show: int
+) -> None:
+    """The retries' time budget counts from the first attempt: a first attempt that times out
+    after the whole budget is not repeated."""
+    policy = RetryPolicy(attempts=3, timeout=0.2, wait_initial=0.01, wait_max=0.05)
+    catalog = HttpTheaterCatalog(base_url=theater.url, timeout=0.3, retry=policy)
+    theater.add_fault("delay", VERIFY, seconds=1.0)
+    try:
+        with pytest.raises(TheaterUnavailable):
+            await catalog.seats(show, seats(show, 1), USER)
+    finally:
+        await catalog.aclose()
+    assert len(theater.requests(VERIFY)) == 1
 
 
 async def test_verify_timing_out_every_time_is_unavailable(
