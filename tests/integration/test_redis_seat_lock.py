@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -95,3 +96,38 @@ async def test_scripts_survive_a_script_cache_flush(private_redis: RedisServer) 
         assert not lock.degraded
     finally:
         await client.aclose()
+
+
+
+async def test_a_pooled_connection_the_server_dropped_is_replaced(
+    client: Redis, redis_url: str, prefix: str
+) -> None:
+    """A pooled connection Redis closed meanwhile (a restart, an idle timeout, CLIENT KILL)
+    costs the call nothing: it is made once more on a fresh connection."""
+    lock = RedisSeatLock(client, key_prefix=prefix)
+    await lock.acquire(12, [1], "booking:1", timedelta(seconds=10))
+    pooled = int(await client.client_id())  # the one connection in the pool
+    killer = create_redis_client(redis_url)
+    try:
+        assert await killer.client_kill_filter(_id=pooled) == 1
+    finally:
+        await killer.aclose()
+    assert (await lock.acquire(12, [2], "booking:1", timedelta(seconds=10))).acquired
+    assert await lock.release(12, [1, 2], "booking:1") == 2
+    assert not lock.degraded
+    assert int(await client.client_id()) != pooled
+
+
+async def test_a_connection_that_fails_mid_call_is_replaced_once(
+    client: Redis, prefix: str
+) -> None:
+    """A pooled connection that passes the pool's check but fails when the command is written
+    (its socket shut for writing, as a connection reset would) is dropped, and the call is
+    made once more on a fresh connection."""
+    lock = RedisSeatLock(client, key_prefix=prefix)
+    await lock.acquire(12, [1], "booking:1", timedelta(seconds=10))
+    (pooled,) = client.connection_pool._available_connections  # noqa: SLF001 - to break it
+    pooled._writer.get_extra_info("socket").shutdown(socket.SHUT_WR)  # noqa: SLF001
+    assert (await lock.acquire(12, [2], "booking:1", timedelta(seconds=10))).acquired
+    assert await lock.holders(12, [1, 2]) == {1: "booking:1", 2: "booking:1"}
+    assert not lock.degraded
