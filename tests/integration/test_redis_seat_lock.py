@@ -98,7 +98,6 @@ async def test_scripts_survive_a_script_cache_flush(private_redis: RedisServer) 
         await client.aclose()
 
 
-
 async def test_a_pooled_connection_the_server_dropped_is_replaced(
     client: Redis, redis_url: str, prefix: str
 ) -> None:
