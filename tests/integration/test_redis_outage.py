@@ -142,6 +142,30 @@ async def test_hung_redis_times_out_into_unavailable(
     assert not lock.degraded
 
 
+async def test_a_call_cut_by_its_timeout_leaves_no_late_answer_behind(
+    private_redis: RedisServer,
+) -> None:
+    """The service's client has no socket timeout: the call timeout alone ends a call to a
+    frozen server, and the connection it was cut on is dropped, so the late answer of the cut
+    command never becomes the answer of a later call."""
+    client = create_redis_client(private_redis.url)
+    lock = RedisSeatLock(client, call_timeout=0.3)
+    try:
+        assert (await lock.acquire(1, [1], "booking:1", TTL)).acquired
+        private_redis.pause()
+        try:
+            with pytest.raises(SeatLockUnavailable) as caught:
+                await lock.acquire(1, [1], "booking:2", TTL)  # held: answers [1], late
+            assert isinstance(caught.value.__cause__, TimeoutError)
+        finally:
+            private_redis.resume()
+        assert (await lock.acquire(1, [2], "booking:3", TTL)).acquired
+        assert await lock.holders(1, [1, 2]) == {1: "booking:1", 2: "booking:3"}
+        assert await lock.release(1, [2], "booking:3") == 1
+    finally:
+        await client.aclose()
+
+
 async def test_breaker_recovers_by_itself_with_real_time(private_redis: RedisServer) -> None:
     """With the system clock the breaker re-probes after its pause: holds come back unaided."""
     client = create_redis_client(private_redis.url, socket_timeout=1.0, connect_timeout=1.0)
