@@ -199,7 +199,8 @@ async def send_retrying(
 
     `json` is an encoded JSON body. Answers the first response whose status is not transient;
     raises the last `httpx.TransportError` or `TransientStatus` when every attempt failed.
-    A policy of one attempt is sent without stamina's machinery (nothing would be retried).
+    A policy of one attempt is sent without stamina's machinery (nothing would be retried);
+    otherwise stamina only takes over once the first attempt has failed in a retryable way.
     """
 
     async def once() -> httpx.Response:
