@@ -353,3 +353,27 @@ async def test_settings_switch_on_otlp_export(
     assert span.parent_span_id.hex() == PARENT_SPAN
     names = {a.key: a.value.string_value for a in resource.attributes}
     assert names["service.name"] == "booking-under-test"
+
+
+def test_http_metrics_count_each_series_apart_and_keep_counting() -> None:
+    """Repeated requests of one route and status add up in one series; another status or
+    method is its own series, with its own latency histogram."""
+    from booking.adapters.prometheus import PrometheusTelemetry
+
+    metrics = PrometheusTelemetry()
+    for seconds in (0.002, 0.004, 0.2):
+        metrics.http_request("POST", "/api/v1/bookings", 409, seconds)
+    metrics.http_request("POST", "/api/v1/bookings", 201, 0.03)
+    metrics.http_request("GET", "/api/v1/bookings", 200, 0.001)
+    text = metrics.exposition().decode()
+
+    def count(method: str, status: str) -> float:
+        return _sample(
+            text, "booking_http_requests_total", method=method, route=BASE, status=status
+        )
+
+    assert (count("POST", "409"), count("POST", "201"), count("GET", "200")) == (3, 1, 1)
+    latency = "booking_http_request_duration_seconds"
+    assert _sample(text, latency + "_count", method="POST", route=BASE) == 4
+    assert _sample(text, latency + "_bucket", method="POST", route=BASE, le="0.005") == 2
+    assert _sample(text, latency + "_sum", method="GET", route=BASE) == pytest.approx(0.001)

@@ -110,6 +110,7 @@ class PrometheusTelemetry:
             ["dependency"],
             registry=r,
         )
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.webhooks = Counter(
             "booking_payment_webhooks_total",
             "Payment webhooks by result (applied/ignored/refused)",
@@ -143,8 +144,17 @@ class PrometheusTelemetry:
         self.outbox_age.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        # The label children of each (method, route template, status), looked up once: every
+        # request passes here, and `labels()` validates and locks on each call.
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def dependency(self, name: str, up: bool) -> None:
         self.dependency_up.labels(name).set(1 if up else 0)
