@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -53,11 +52,8 @@ from booking.entrypoints.schemas import (
     page_view,
     seat_view,
 )
-from booking.entrypoints.settings import Settings
 from booking.entrypoints.webhook import SIGNATURE_HEADER, WebhookRefused, WebhookVerifier
 from booking.entrypoints.workers import RelayNudge
-from booking.ports.clock import Clock
-from booking.ports.idempotency import IdempotencyStore
 
 BASE = "/api/v1/bookings"
 
@@ -132,9 +128,7 @@ class BookingController(Controller):
         request: Request[Any, Any, Any],
         caller: FromDishka[Principal],
         create: FromDishka[CreateBooking],
-        store: FromDishka[IdempotencyStore],
-        clock: FromDishka[Clock],
-        settings: FromDishka[Settings],
+        idempotency: FromDishka[Idempotency],
         nudge: FromDishka[RelayNudge],
         limit: FromDishka[CreationLimit],
         idempotency_key: Annotated[
@@ -175,7 +169,6 @@ class BookingController(Controller):
                 media_type="application/json",
                 headers={"Location": f"{BASE}/{booking_id}"},
             )
-        idempotency = Idempotency(store, clock, timedelta(seconds=settings.idempotency_ttl_seconds))
         request_fingerprint = fingerprint("POST", BASE, _json(data))
         return await idempotency.run(
             f"user:{caller.user_id}", key, request_fingerprint, request.url.path, BASE, run

@@ -37,6 +37,7 @@ from booking.application.settings import SagaSettings
 from booking.domain.identity import Principal
 from booking.entrypoints.faults import fault_points
 from booking.entrypoints.health import HealthChecks, Probe
+from booking.entrypoints.idempotency import Idempotency
 from booking.entrypoints.identity import Authenticator
 from booking.entrypoints.limits import CreationLimit
 from booking.entrypoints.observability import Tracing
@@ -407,6 +408,12 @@ class BookingProvider(Provider):
             clock,
             idempotency,
         )
+
+    @provide
+    def idempotent_create(
+        self, settings: Settings, clock: Clock, store: IdempotencyStore
+    ) -> Idempotency:
+        return Idempotency(store, clock, timedelta(seconds=settings.idempotency_ttl_seconds))
 
     @provide
     def nudge(self) -> RelayNudge:
