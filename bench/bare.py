@@ -90,6 +90,8 @@ def main() -> None:
 
     import uvicorn
 
+    from booking.entrypoints.server import PROTOCOL as SERVER_PROTOCOL
+
     parser = argparse.ArgumentParser(prog="python -m bench.bare")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -102,7 +104,7 @@ def main() -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=SERVER_PROTOCOL,
         lifespan="on",
         access_log=False,
         log_level="warning",

@@ -1,0 +1,125 @@
+"""The HTTP server's protocol: uvicorn's httptools protocol, each answer sent in one write.
+
+uvicorn writes an answer's status line and headers when the app sends `http.response.start`,
+then its body on `http.response.body`: two `send` system calls and two TCP segments for every
+answer, although the app sends both messages within one turn of the event loop. Here the
+connection's transport holds a write back until the next one (or the end of that turn) and
+sends the two together, so a whole small answer leaves in one segment; the receiving side also
+wakes once instead of twice. At most one write is held, and never past the end of the turn:
+flow control, streaming and the order of bytes are unchanged.
+
+`booking serve` (and the benchmark's bare endpoint, so that both run on the same server
+settings) passes `PROTOCOL` as uvicorn's `http` setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+PROTOCOL = "booking.entrypoints.server:HttpProtocol"
+# Held bytes that are sent at once instead of at the end of the turn: a large or streamed
+# answer reaches the transport (and its flow control) in pieces of about this size.
+FLUSH_AT = 64 * 1024
+
+_Bytes = bytes | bytearray | memoryview
+
+
+class CoalescingTransport(asyncio.Transport):
+    """A transport that sends what is written in one event loop turn in one go.
+
+    Writes are held until the end of the current turn (or until `FLUSH_AT` bytes are held)
+    and then leave together in one `writelines` (a single `writev` on uvloop). `close` and
+    `write_eof` send what is held first; `abort` drops it, as it drops the transport's own
+    buffer. Everything else is the wrapped transport's."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._inner = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+        self._held_size = 0
+
+    def write(self, data: _Bytes) -> None:
+        if not data:
+            return
+        if not self._held:
+            self._loop.call_soon(self._flush)
+        # A copy of a mutable buffer: the caller may reuse it once write returns.
+        self._held.append(data if isinstance(data, bytes) else bytes(data))
+        self._held_size += len(data)
+        if self._held_size >= FLUSH_AT:
+            self._flush()  # a large answer meets the transport's flow control at once
+
+    def writelines(self, list_of_data: Iterable[_Bytes]) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def _flush(self) -> None:
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        self._held_size = 0
+        if self._inner.is_closing():
+            return
+        if len(held) == 1:
+            self._inner.write(held[0])
+        else:
+            self._inner.writelines(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._inner.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._inner.write_eof()
+
+    def abort(self) -> None:
+        self._held = []
+        self._held_size = 0
+        self._inner.abort()
+
+    def can_write_eof(self) -> bool:
+        return self._inner.can_write_eof()
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._inner.get_extra_info(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return self._inner.get_write_buffer_size() + self._held_size
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._inner.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._inner.set_write_buffer_limits(high, low)
+
+    def pause_reading(self) -> None:
+        self._inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._inner.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._inner.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._inner.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._inner.get_protocol()
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol on a `CoalescingTransport`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(CoalescingTransport(transport, self.loop))
