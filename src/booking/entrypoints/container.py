@@ -35,6 +35,7 @@ from booking.application.reconcile import Reconciler
 from booking.application.relay import ActionRunner, OutboxRelay
 from booking.application.settings import SagaSettings
 from booking.domain.identity import Principal
+from booking.entrypoints.api import CreateRoute
 from booking.entrypoints.faults import fault_points
 from booking.entrypoints.health import HealthChecks, Probe
 from booking.entrypoints.idempotency import Idempotency
@@ -414,6 +415,16 @@ class BookingProvider(Provider):
         self, settings: Settings, clock: Clock, store: IdempotencyStore
     ) -> Idempotency:
         return Idempotency(store, clock, timedelta(seconds=settings.idempotency_ttl_seconds))
+
+    @provide
+    def create_route(
+        self,
+        create: CreateBooking,
+        idempotency: Idempotency,
+        nudge: RelayNudge,
+        limit: CreationLimit,
+    ) -> CreateRoute:
+        return CreateRoute(create, idempotency, nudge, limit)
 
     @provide
     def nudge(self) -> RelayNudge:
