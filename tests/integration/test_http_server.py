@@ -104,6 +104,19 @@ async def test_each_small_answer_arrives_in_one_read(endpoint: Endpoint) -> None
             assert first.endswith(b"\r\n\r\nhello"), first
 
 
+async def test_pipelined_requests_are_answered_in_order(endpoint: Endpoint) -> None:
+    async with _connection(endpoint) as (reader, writer):
+        writer.write(
+            _request("POST", "/echo", body=b"one") + _request("POST", "/echo", body=b"two")
+        )
+        answers = b""
+        while answers.count(b"HTTP/1.1 200 OK") < 2 or not answers.endswith(b"two"):
+            answers += await _read(reader)
+        first, second = answers.split(b"HTTP/1.1 200 OK")[1:]
+        assert first.endswith(b"\r\n\r\none")
+        assert second.endswith(b"\r\n\r\ntwo")
+
+
 async def test_a_streamed_answer_arrives_in_order_and_the_late_part_later(
     endpoint: Endpoint,
 ) -> None:
