@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import settings
+from hypothesis import example, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from booking.domain.booking import (
@@ -180,6 +181,12 @@ def test_naive_timestamps_are_refused() -> None:
             hold_expires_at=datetime(2026, 1, 1, 12, 5),
             now=datetime(2026, 1, 1, 12, 0),
         )
+
+
+@given(st.integers(min_value=0, max_value=2**53) | st.integers(min_value=2**53, max_value=10**20))
+@example(42_845_033_450_597_715_259)  # above 2**53: rounding to float first would be off
+def test_money_to_the_wire_is_the_double_nearest_the_exact_amount(minor: int) -> None:
+    assert Money(minor).to_major() == float(Decimal(minor) / 100)
 
 
 @pytest.mark.parametrize("value", [250.0, 0.1, 199.99, "12.345", 1e-9, 0])

@@ -43,8 +43,9 @@ class Money:
         return cls(int(minor), currency)
 
     def to_major(self) -> float:
-        """The wire form: a JSON number in major units (the platform's Java Double)."""
-        return float(Decimal(self.minor) / _MINOR_PER_MAJOR)
+        """The wire form: a JSON number in major units (the platform's Java Double): the double
+        nearest the exact quotient, which Python's int division gives directly."""
+        return self.minor / _MINOR_PER_MAJOR
 
     def __add__(self, other: Money) -> Money:
         if other.currency != self.currency:
