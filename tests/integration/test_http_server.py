@@ -226,6 +226,16 @@ async def test_close_sends_what_is_held_first_and_abort_drops_it() -> None:
     assert inner.sent == [("abort", b"")]
 
 
+async def test_what_is_held_is_dropped_when_the_connection_is_lost_first() -> None:
+    inner = _Recording()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"answer")
+    inner.closing = True  # the peer went away before the end of the turn
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert inner.sent == []
+
+
 async def test_a_large_write_is_not_held() -> None:
     inner = _Recording()
     transport = CoalescingTransport(inner, asyncio.get_running_loop())
