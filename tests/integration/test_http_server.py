@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 
+from booking.entrypoints.cli import main
 from booking.entrypoints.server import FLUSH_AT, PROTOCOL, CoalescingTransport
 
 Endpoint = tuple[str, int]
@@ -242,3 +244,24 @@ async def test_a_large_write_is_not_held() -> None:
     transport.write(b"h")
     transport.write(b"x" * FLUSH_AT)  # reaches the transport (and its flow control) at once
     assert inner.sent == [("writelines", b"h|" + b"x" * FLUSH_AT)]
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"), [(None, PROTOCOL), ("true", PROTOCOL), ("false", "httptools")]
+)
+def test_serve_runs_the_protocol_its_setting_names(
+    setting: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`booking serve` hands uvicorn this module's protocol unless BOOKING_HTTP_ONE_WRITE is
+    false (uvicorn itself is not started: its `run` records what it was given)."""
+    given: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: given.update(kwargs, app=app))
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    monkeypatch.setenv("BOOKING_DATA_DIR", str(tmp_path / "data"))
+    if setting is None:
+        monkeypatch.delenv("BOOKING_HTTP_ONE_WRITE", raising=False)
+    else:
+        monkeypatch.setenv("BOOKING_HTTP_ONE_WRITE", setting)
+    assert main(["serve", "--port", "8123"]) == 0
+    assert given["app"] == "booking.entrypoints.app:asgi"
+    assert given["http"] == expected

@@ -21,7 +21,7 @@ from booking.entrypoints.container import Role, create_container
 from booking.entrypoints.identity import mint_token
 from booking.entrypoints.logs import configure_logging
 from booking.entrypoints.observability import MetricsServer
-from booking.entrypoints.server import PROTOCOL as SERVER_PROTOCOL
+from booking.entrypoints.server import protocol_for
 from booking.entrypoints.settings import (
     AuthMode,
     Settings,
@@ -160,7 +160,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=processes,
         loop="uvloop",
-        http=SERVER_PROTOCOL,  # httptools, each answer in one write (entrypoints/server.py)
+        http=protocol_for(settings.http_one_write),  # httptools; see entrypoints/server.py
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -13,7 +13,8 @@ or streamed answer meets the transport's flow control as before; the order of by
 unchanged.
 
 `booking serve` (and the benchmark's bare endpoint, so that both run on the same server
-settings) passes `PROTOCOL` as uvicorn's `http` setting.
+settings) passes `PROTOCOL` as uvicorn's `http` setting; `BOOKING_HTTP_ONE_WRITE=false` turns
+it off (`protocol_for`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ PROTOCOL = "booking.entrypoints.server:HttpProtocol"
 FLUSH_AT = 64 * 1024
 
 _Bytes = bytes | bytearray | memoryview
+
+
+def protocol_for(one_write: bool) -> str:
+    """uvicorn's `http` setting: this module's protocol, or uvicorn's own httptools one."""
+    return PROTOCOL if one_write else "httptools"
 
 
 class CoalescingTransport(asyncio.Transport):

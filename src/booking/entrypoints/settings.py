@@ -258,6 +258,14 @@ class Settings:
     max_body_bytes: int = field(
         default=16_384, metadata=_spec(_positive_int, "largest accepted request body")
     )
+    http_one_write: bool = field(
+        default=True,
+        metadata=_spec(
+            _bool,
+            "`serve` sends what one event loop turn writes to a connection in one write "
+            "(false: uvicorn's own httptools protocol, headers and body apart)",
+        ),
+    )
     create_limit_per_minute: int = field(
         default=60,
         metadata=_spec(
