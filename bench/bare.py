@@ -90,7 +90,8 @@ def main() -> None:
 
     import uvicorn
 
-    from booking.entrypoints.server import PROTOCOL as SERVER_PROTOCOL
+    from booking.entrypoints.server import protocol_for
+    from booking.entrypoints.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m bench.bare")
     parser.add_argument("--host", default="127.0.0.1")
@@ -104,7 +105,8 @@ def main() -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http=SERVER_PROTOCOL,
+        # The service's protocol, as `booking serve` picks it (BOOKING_HTTP_ONE_WRITE).
+        http=protocol_for(load_settings().http_one_write),
         lifespan="on",
         access_log=False,
         log_level="warning",
