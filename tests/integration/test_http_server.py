@@ -46,11 +46,13 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _serve(http: str) -> AsyncIterator[Endpoint]:
+@pytest.fixture
+async def endpoint() -> AsyncIterator[Endpoint]:
+    """A uvicorn server on the service's protocol, serving `_app` on a free port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen()  # connections wait in the backlog until the server accepts them
-    config = uvicorn.Config(_app, http=http, lifespan="on", log_level="warning")
+    config = uvicorn.Config(_app, http=PROTOCOL, lifespan="on", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -58,12 +60,6 @@ async def _serve(http: str) -> AsyncIterator[Endpoint]:
     finally:
         server.should_exit = True
         await task
-
-
-@pytest.fixture
-async def endpoint() -> AsyncIterator[Endpoint]:
-    async for found in _serve(PROTOCOL):
-        yield found
 
 
 def _request(method: str, path: str, *headers: str, body: bytes = b"") -> bytes:
