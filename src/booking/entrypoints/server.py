@@ -59,8 +59,9 @@ class CoalescingTransport(asyncio.Transport):
         if not self._held:
             self._loop.call_soon(self._flush)
         # A copy of a mutable buffer: the caller may reuse it once write returns.
-        self._held.append(data if isinstance(data, bytes) else bytes(data))
-        self._held_size += len(data)
+        chunk = data if isinstance(data, bytes) else bytes(data)
+        self._held.append(chunk)
+        self._held_size += len(chunk)  # bytes, also for a memoryview of wider items
         if self._held_size >= FLUSH_AT:
             self._flush()  # a large answer meets the transport's flow control at once
 
