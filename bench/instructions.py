@@ -13,6 +13,10 @@ instructions. Scenarios (the embedded default's sandbox peers, real Redis and Po
 
 - reject: `POST /api/v1/bookings` for seats all held in Redis by another booking (409);
 - read: `GET /api/v1/bookings/{id}` of one booking on PostgreSQL (200);
+- create: `POST /api/v1/bookings` of one free seat (201): the hold in Redis, the Theater's
+  prices and lock and the Payment checkout over HTTP (the peers run in processes of their own,
+  outside callgrind, so only the service's instructions are counted), two statements on
+  PostgreSQL;
 - bare-post, bare-get: the same requests to the bare Litestar app of `bench/bare.py`, the
   floor of one request that the goals of issue 7 are ratios to.
 """
@@ -42,17 +46,21 @@ from bench.stack import (
     fresh_database,
     redis_cli,
     redis_url,
+    seed_show,
+    start_peer,
 )
 
 WARMUP = 100
 BASE = "/api/v1/bookings"
 SHOW = 900_001  # the held-seat show (the hold answers before any inventory lookup)
+CREATE_SHOW = 900_002  # the create scenario's show: each run books seats of its own
 SEATS = 1000
 USER = b"7"
 _COLLECTED = re.compile(r"Collected : (\d+)")
 SCENARIOS = {
     "reject": "reject (409, every seat held in Redis)",
     "read": "read (200, one booking on PostgreSQL)",
+    "create": "create (201, one free seat: Redis, 3 HTTP calls to the peers, 2 SQL statements)",
     "bare-post": "bare Litestar POST (201, bench/bare.py)",
     "bare-get": "bare Litestar GET (200, bench/bare.py)",
 }
@@ -156,6 +164,14 @@ async def _child(scenario: str, count: int) -> None:
 
     if scenario in ("reject", "bare-post"):
         request, expected = create, 409 if scenario == "reject" else 201
+    elif scenario == "create":
+        first = int(os.environ["BENCH_FIRST_SEAT"])
+
+        def request(n: int) -> Awaitable[tuple[int, bytes]]:
+            body = json.dumps({"showId": CREATE_SHOW, "seatIds": [first + n]}).encode()
+            return _call(app, "POST", BASE, body)
+
+        expected = 201
     elif scenario == "bare-get":
 
         def request(n: int) -> Awaitable[tuple[int, bytes]]:
@@ -210,12 +226,13 @@ def _instructions(scenario: str, count: int, env: dict[str, str]) -> int:
 
 
 def _per_answer(scenario: str, requests: int, env: dict[str, str]) -> float:
-    # The two runs side by side (one core each): counts do not depend on what else runs.
+    # The two runs side by side (one core each): counts do not depend on what else runs. Each
+    # books seats of its own: the read its one booking, the create one seat per request.
+    base_env = {**env, "BENCH_READ_SEAT": "1", "BENCH_FIRST_SEAT": "1"}
+    more_env = {**env, "BENCH_READ_SEAT": "2", "BENCH_FIRST_SEAT": str(1 + WARMUP)}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        base = pool.submit(_instructions, scenario, WARMUP, {**env, "BENCH_READ_SEAT": "1"})
-        more = pool.submit(
-            _instructions, scenario, WARMUP + requests, {**env, "BENCH_READ_SEAT": "2"}
-        )
+        base = pool.submit(_instructions, scenario, WARMUP, base_env)
+        more = pool.submit(_instructions, scenario, WARMUP + requests, more_env)
         return (more.result() - base.result()) / requests
 
 
@@ -253,6 +270,11 @@ def main() -> None:
                         env = _env(database, Path(work))
                         _migrate(env)
                         counts[scenario] = _per_answer(scenario, args.requests, env)
+                elif scenario == "create":
+                    with fresh_database(f"booking_instructions_{os.getpid()}") as database:
+                        env = _env(database, Path(work))
+                        _migrate(env)
+                        counts[scenario] = _create(args.requests, env, Path(work))
                 else:
                     if scenario == "reject":
                         _hold_every_seat()
@@ -260,9 +282,31 @@ def main() -> None:
                 print(f"{SCENARIOS[scenario]}: {counts[scenario]:,.0f} instructions per answer")
         finally:
             redis_cli("FLUSHDB")
-    for answer, floor in (("reject", "bare-post"), ("read", "bare-get")):
+    for answer, floor in (("reject", "bare-post"), ("create", "bare-post"), ("read", "bare-get")):
         if answer in counts and floor in counts:
             print(f"{answer} / {floor}: {counts[answer] / counts[floor]:.2f}x")
+
+
+def _create(requests: int, env: dict[str, str], work: Path) -> float:
+    """The create scenario against the Theater and Payment peers, started here (not counted)."""
+    peers = [start_peer("theater", work), start_peer("payment", work)]
+    try:
+        theater, payment = peers
+        # Seats 1..WARMUP for the shorter run, WARMUP+1.. for the longer: 2 x WARMUP + requests.
+        seats = -(-(2 * WARMUP + requests) // 50) * 50
+        seed_show(theater, CREATE_SHOW, 1, seats)
+        return _per_answer(
+            "create",
+            requests,
+            {
+                **env,
+                "BOOKING_THEATER_SERVICE_URL": theater.url,
+                "BOOKING_PAYMENT_SERVICE_URL": payment.url,
+            },
+        )
+    finally:
+        for peer in peers:
+            peer.proc.stop()
 
 
 def _migrate(env: dict[str, str]) -> None:
