@@ -86,6 +86,23 @@ async def test_a_write_without_messages_or_audit_stores_the_booking_only(storage
     assert await storage.outbox.stats() == OutboxStats(0, 0, None)
 
 
+async def test_a_write_with_audit_and_no_messages_stores_no_outbox_row(storage: Storage) -> None:
+    """The shape of a create and of the attach of its checkout: the booking, its claims and its
+    audit rows, and nothing in the outbox."""
+    created = new(make_booking(18, seat_ids=[6, 2]), count=0)
+    await storage.uow.write(created)
+    booking = await storage.uow.get(18)
+    assert booking is not None
+    version = booking.version
+    booking.attach_payment(session_for(booking), LATER)
+    attached = BookingWrite(booking, version, audit=entry(booking, BookingStatus.PENDING, "saga"))
+    await storage.uow.write(attached)
+    assert await stored(storage, 18) == (booking, [created.audit, attached.audit])
+    assert await storage.outbox.stats() == OutboxStats(0, 0, None)
+    async with storage.uow() as uow:
+        assert await uow.bookings.live_claims(7, [2, 6]) == {2: 18, 6: 18}
+
+
 async def test_a_lone_get_reads_what_is_committed(storage: Storage) -> None:
     """`get` answers what a new unit of work's `bookings.get` answers; None for an unknown id."""
     write = new(make_booking(16, seat_ids=[4, 2]), count=1)

@@ -493,14 +493,16 @@ async def write_plain(driver: Any, write: BookingWrite) -> None:
     trip, all or nothing. A live-claim conflict aborts the statement; only then a second
     query names the seats taken."""
     booking = write.booking
-    tail = (*_outbox_arrays(write.messages), *_audit_arrays(write.audit))
+    outbox = bool(write.messages)
+    audit = _audit_arrays(write.audit)
+    tail = (*_outbox_arrays(write.messages), *audit) if outbox else audit
     try:
         if write.expected_version is None:
-            await driver.execute(_PG_WRITE_NEW, *_new_booking_args(booking), *tail)
+            await driver.execute(_PG_WRITE_NEW[outbox], *_new_booking_args(booking), *tail)
             return
         live = booking.status.is_live
         saved = await driver.fetchval(
-            _PG_WRITE_SAVED,
+            _PG_WRITE_SAVED[outbox],
             booking.booking_id,
             write.expected_version,
             *_mutable_args(booking),
@@ -644,14 +646,20 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 _LIVE_CLAIM_INDEX = "uq_booking_seats_live_claim"
 
 
-def _one_statement_write(head: str, *, guard: str, first: int, answer: str) -> str:
-    """`head` (the booking's own CTEs), then the outbox and audit CTEs, then `answer`.
+def _one_statement_write(head: str, *, guard: str, first: int, answer: str, outbox: bool) -> str:
+    """`head` (the booking's own CTEs), then the outbox (with `outbox`) and audit CTEs, then
+    `answer`.
 
     The outbox and audit rows go in only if the booking's own write (CTE `guard`) did; their
-    arrays are parameters `first` onwards. Built once at import from constants: no value is
-    ever part of the text."""
+    arrays are parameters `first` onwards (the audit's first without `outbox`). Most writes
+    carry no outbox row (a create, the attach of its checkout): their variant has no outbox
+    CTE, which spares the database an INSERT into the outbox and its indexes that would write
+    nothing, and the client eleven empty arrays to encode. Built once at import from
+    constants: no value is ever part of the text."""
     n = [f"${i}" for i in range(first, first + 18)]
-    return f"""{head}
+    if not outbox:
+        n = n[:11] + [f"${i}" for i in range(first, first + 7)]
+    outbox_cte = f"""
 , o AS (
     INSERT INTO outbox (message_id, booking_id, kind, name, payload, headers, created_at,
         available_at, attempts, last_error, sent_at)
@@ -664,7 +672,9 @@ def _one_statement_write(head: str, *, guard: str, first: int, answer: str) -> s
             attempts, last_error, sent_at, ord)
     -- The relay keeps each booking's order by `seq`: rows go in as listed.
     ORDER BY m.ord
-), a AS (
+)"""  # noqa: S608
+    return f"""{head}{outbox_cte if outbox else ""}
+, a AS (
     INSERT INTO audit_log (booking_id, actor, at, from_status, to_status, reason,
         refund_required)
     SELECT e.booking_id, e.actor, e.at, e.from_status, e.to_status, e.reason, e.refund_required
@@ -676,13 +686,22 @@ def _one_statement_write(head: str, *, guard: str, first: int, answer: str) -> s
 
 
 # A new booking: no ON CONFLICT, so a taken id or a live claim aborts the whole statement.
-_PG_WRITE_NEW = _one_statement_write(
-    _new_booking_ctes(skip_conflicts=False), guard="b", first=22, answer="SELECT 1"
-)
+# Keyed by whether the write carries outbox rows.
+_PG_WRITE_NEW = {
+    outbox: _one_statement_write(
+        _new_booking_ctes(skip_conflicts=False),
+        guard="b",
+        first=22,
+        answer="SELECT 1",
+        outbox=outbox,
+    )
+    for outbox in (False, True)
+}
 # A save on the expected version; its seats' claims follow the new status where asked ($11:
 # claimed or not, $12: whether to touch them), and a re-claim of a taken seat aborts it all.
-_PG_WRITE_SAVED = _one_statement_write(
-    """
+_PG_WRITE_SAVED = {
+    outbox: _one_statement_write(
+        """
 WITH v AS (
     UPDATE bookings SET status = $3, failure_reason = $4, payment_session_id = $5,
         payment_url = $6, payment_expires_at = $7, refund_required = $8, version = $9,
@@ -693,10 +712,13 @@ WITH v AS (
     UPDATE booking_seats SET claimed = $11
     WHERE $12 AND booking_id = $1 AND claimed <> $11 AND EXISTS (SELECT FROM v)
 )""",
-    guard="v",
-    first=13,
-    answer="SELECT EXISTS (SELECT FROM v)",
-)
+        guard="v",
+        first=13,
+        answer="SELECT EXISTS (SELECT FROM v)",
+        outbox=outbox,
+    )
+    for outbox in (False, True)
+}
 _PG_CLAIMED_ELSEWHERE = """
 SELECT ARRAY(SELECT seat_id FROM booking_seats
     WHERE show_id = $1 AND seat_id = ANY($2::bigint[]) AND claimed AND booking_id <> $3)
