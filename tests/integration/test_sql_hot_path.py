@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import gc
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from booking.adapters.sql import SqlUnitOfWorkFactory, create_engine
+from booking.adapters.sql import uow as uow_module
 from booking.domain.booking import BookingStatus, FailureReason
 from booking.ports.errors import DatabaseUnavailable, SeatsAlreadyClaimed
 from booking.ports.repository import AuditEntry, BookingWrite
@@ -244,3 +247,36 @@ async def test_get_and_write_use_the_engines_pool_after_a_dispose(single: AsyncE
     await uow.write(BookingWrite(make_booking(2, seat_ids=[5]), expected_version=None))
     assert single.sync_engine.pool.checkedin() == 1
     assert old.checkedin() == 0
+
+
+@pytest.mark.filterwarnings(
+    "error::pytest.PytestUnraisableExceptionWarning", "error::RuntimeWarning"
+)
+async def test_an_idle_connection_is_taken_without_a_greenlet(
+    single: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an idle connection in the pool, `get` and `write` check it out without SQLAlchemy's
+    greenlet (making one costs more than the rest of the checkout). One invalidated while idle
+    is opened again in a greenlet, as SQLAlchemy does it, and nothing warns."""
+    uow = SqlUnitOfWorkFactory(single)
+    await uow.write(BookingWrite(make_booking(1), expected_version=None))  # opens the connection
+    spawned: list[Callable[..., Any]] = []
+
+    async def counted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        spawned.append(fn)
+        return await greenlet_spawn(fn, *args, **kwargs)
+
+    monkeypatch.setattr(uow_module, "greenlet_spawn", counted)
+    assert await uow.get(1) == make_booking(1)
+    await uow.write(BookingWrite(make_booking(2, seat_ids=[5]), expected_version=None))
+    assert spawned == []
+
+    pool = single.sync_engine.pool
+    fairy = await greenlet_spawn(pool.connect)
+    await greenlet_spawn(fairy.invalidate)  # closes the connection; the record waits empty
+    await greenlet_spawn(fairy.close)
+    assert pool.checkedin() == 1
+    assert await uow.get(2) == make_booking(2, seat_ids=[5])
+    assert len(spawned) == 1  # the checkout again, in a greenlet, which opened a connection
+    assert pool.checkedin() == 1
+    gc.collect()  # a dropped coroutine would warn now

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -26,6 +28,27 @@ def normalise_url(url: str | URL) -> URL:
     if name in _SQLITE_NAMES or name.startswith("sqlite+"):
         return parsed.set(drivername="sqlite+aiosqlite")
     raise ValueError(f"unsupported database URL scheme {name!r}: use postgresql:// or sqlite:///")
+
+
+class _DeferredConnect:
+    """`asyncpg.connect(*args, **kwargs)`, started when awaited rather than when made.
+
+    SQLAlchemy makes the connect call before it knows whether it may wait for it: a checkout
+    taken without a greenlet (see `uow._Checkout`) whose connection turns out to need opening
+    again stops at that point (`MissingGreenlet`, nothing sent) and drops the call. A coroutine
+    dropped unawaited warns ("never awaited"); this does not."""
+
+    __slots__ = ("_args", "_kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._args = args
+        self._kwargs = kwargs
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        connecting: Generator[Any, None, Any] = asyncpg.connect(
+            *self._args, **self._kwargs
+        ).__await__()
+        return connecting
 
 
 def create_engine(
@@ -63,6 +86,8 @@ def create_engine(
             pool_pre_ping=pool_pre_ping,
             echo=echo,
             connect_args={
+                # SQLAlchemy's asyncpg dialect calls this in place of `asyncpg.connect`.
+                "async_creator_fn": _DeferredConnect,
                 "timeout": connect_timeout,
                 "command_timeout": command_timeout,
                 "server_settings": {
