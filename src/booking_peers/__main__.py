@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from booking.entrypoints.server import PROTOCOL
 from booking_peers import eureka, payment, theater
 from booking_peers.faults import FaultInjector
 
@@ -54,7 +55,12 @@ async def _serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=1)
+    # The service's own server protocol (one write per answer, booking.entrypoints.server):
+    # where the peers share the machine with the service, as in the benchmark, each answer
+    # costs them what it costs the service's server, not a second send.
+    config = uvicorn.Config(
+        app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=1, http=PROTOCOL
+    )
     server = uvicorn.Server(config)
     if port_file is not None:
         temp = port_file.with_suffix(".tmp")
