@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+import uvloop
 
 from booking.entrypoints.server import PROTOCOL
 from booking_peers import eureka, payment, theater
@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.demo_show is not None and args.service != "theater":
         parser.error("--demo-show is for the theater service")
     app = theater.create_app(args.demo_show) if args.service == "theater" else APPS[args.service]()
-    asyncio.run(_serve(app, args.host, port, args.port_file, args.log_level))
+    # On uvloop, as `booking serve` runs, rather than asyncio's own loop, whose selector and
+    # socket transports are Python.
+    uvloop.run(_serve(app, args.host, port, args.port_file, args.log_level))
 
 
 async def _serve(
