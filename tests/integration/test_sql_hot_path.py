@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from booking.adapters.sql import SqlUnitOfWorkFactory, create_engine
+from booking.adapters.sql import SqlIdempotencyStore, SqlUnitOfWorkFactory, create_engine
 from booking.adapters.sql import uow as uow_module
 from booking.domain.booking import BookingStatus, FailureReason
 from booking.ports.errors import DatabaseUnavailable, SeatsAlreadyClaimed
+from booking.ports.idempotency import InFlight, Replay, Started, StoredResponse
 from booking.ports.repository import AuditEntry, BookingWrite
 from tests.support.postgres import T0, PostgresServer, clear_tables, make_booking
 
@@ -280,3 +282,34 @@ async def test_an_idle_connection_is_taken_without_a_greenlet(
     assert len(spawned) == 1  # the checkout again, in a greenlet, which opened a connection
     assert pool.checkedin() == 1
     gc.collect()  # a dropped coroutine would warn now
+
+
+async def test_a_new_idempotency_key_is_claimed_and_answered_in_one_statement_each(
+    single: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a key not seen before is claimed, answered and forgotten by one plain
+    statement each (no transaction, no greenlet); a key already there goes through the
+    transaction, which answers from the row."""
+    store = SqlIdempotencyStore(single)
+    await SqlUnitOfWorkFactory(single).get(1)  # opens the pool's one connection
+    spawned: list[Callable[..., Any]] = []
+
+    async def counted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        spawned.append(fn)
+        return await greenlet_spawn(fn, *args, **kwargs)
+
+    monkeypatch.setattr(uow_module, "greenlet_spawn", counted)
+    begun: list[object] = []
+    event.listen(single.sync_engine, "begin", begun.append)
+    hour = timedelta(hours=1)
+    answer = StoredResponse(status_code=201, body=b"{}", resource_id=7)
+    assert await store.begin("user:1", "fresh", "fp", T0, hour) == Started()
+    await store.complete("user:1", "fresh", answer, T0, hour)
+    assert await store.begin("user:1", "other", "fp", T0, hour) == Started()
+    await store.forget("user:1", "other")
+    assert (spawned, begun) == ([], [])
+    assert await store.begin("user:1", "fresh", "fp", T0, hour) == Replay(answer)
+    assert len(begun) == 1
+    assert await store.begin("user:1", "other", "fp", T0, hour) == Started()
+    assert await store.begin("user:1", "other", "fp", T0, hour) == InFlight()
+    assert len(begun) == 2

@@ -34,7 +34,7 @@ class _DeferredConnect:
     """`asyncpg.connect(*args, **kwargs)`, started when awaited rather than when made.
 
     SQLAlchemy makes the connect call before it knows whether it may wait for it: a checkout
-    taken without a greenlet (see `uow._Checkout`) whose connection turns out to need opening
+    taken without a greenlet (see `uow.Checkout`) whose connection turns out to need opening
     again stops at that point (`MissingGreenlet`, nothing sent) and drops the call. A coroutine
     dropped unawaited warns ("never awaited"); this does not."""
 

@@ -81,7 +81,7 @@ class SqlUnitOfWork:
         and Core statements of this block share it), while a read before any write runs
         without one: under READ COMMITTED a lone SELECT sees the same committed data inside
         or outside a transaction, and a read-only block then needs neither BEGIN nor
-        ROLLBACK. (The factory's `write` and `get` do not come here: see `_Checkout`.)"""
+        ROLLBACK. (The factory's `write` and `get` do not come here: see `Checkout`.)"""
         connection = self.connection
         if self._driver is None:
             return None
@@ -133,7 +133,7 @@ class SqlUnitOfWork:
             await self.connection.rollback()
 
 
-class _Checkout:
+class Checkout:
     """A pooled connection for statements that are whole transactions by themselves, handed
     out as the bare asyncpg connection: no SQLAlchemy `Connection` around it.
 
@@ -200,7 +200,7 @@ class SqlUnitOfWorkFactory:
     """The UnitOfWorkFactory port: a new SqlUnitOfWork per call, all on one engine.
 
     On PostgreSQL, `write` and `get` are one statement each, sent on a pooled asyncpg
-    connection without SQLAlchemy's `Connection` (see `_Checkout`): about half the client CPU
+    connection without SQLAlchemy's `Connection` (see `Checkout`): about half the client CPU
     of the same statement through a unit of work."""
 
     def __init__(self, engine: AsyncEngine, *, ping_timeout: float = 2.0) -> None:
@@ -223,7 +223,7 @@ class SqlUnitOfWorkFactory:
             return
         # No BEGIN: on PostgreSQL the write is one statement, its own transaction. The pool is
         # the engine's current one (`engine.dispose()` puts a new one in its place).
-        async with _Checkout(self._engine.sync_engine.pool) as driver:
+        async with Checkout(self._engine.sync_engine.pool) as driver:
             with database_errors("write booking"):
                 await write_plain(driver, write)
 
@@ -232,7 +232,7 @@ class SqlUnitOfWorkFactory:
             async with self() as uow:
                 return await uow.bookings.get(booking_id)
         # A lone SELECT: no transaction (READ COMMITTED sees the same inside one or not).
-        async with _Checkout(self._engine.sync_engine.pool) as driver:
+        async with Checkout(self._engine.sync_engine.pool) as driver:
             with database_errors("get booking"):
                 return await get_plain(driver, booking_id)
 
