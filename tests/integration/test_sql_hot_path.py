@@ -13,12 +13,19 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from booking.adapters.sql import SqlIdempotencyStore, SqlUnitOfWorkFactory, create_engine
+from booking.adapters.sql import (
+    SqlIdempotencyStore,
+    SqlOutboxStore,
+    SqlUnitOfWorkFactory,
+    create_engine,
+)
 from booking.adapters.sql import uow as uow_module
 from booking.domain.booking import BookingStatus, FailureReason
 from booking.ports.errors import DatabaseUnavailable, SeatsAlreadyClaimed
 from booking.ports.idempotency import InFlight, Replay, Started, StoredResponse
+from booking.ports.outbox import OutboxStats
 from booking.ports.repository import AuditEntry, BookingWrite
+from tests.contract.test_booking_write_contract import messages
 from tests.support.postgres import T0, PostgresServer, clear_tables, make_booking
 
 
@@ -313,3 +320,27 @@ async def test_a_new_idempotency_key_is_claimed_and_answered_in_one_statement_ea
     assert await store.begin("user:1", "other", "fp", T0, hour) == Started()
     assert await store.begin("user:1", "other", "fp", T0, hour) == InFlight()
     assert len(begun) == 2
+
+
+async def test_the_relays_marks_are_one_statement_each(single: AsyncEngine) -> None:
+    """On PostgreSQL `mark_sent` and `mark_retry` open no transaction; each still touches only
+    the owner's unsent row."""
+    uow = SqlUnitOfWorkFactory(single)
+    store = SqlOutboxStore(single)
+    rows = messages(1, 2)
+    await uow.write(BookingWrite(make_booking(1), expected_version=None, messages=rows))
+    claimed = await store.claim("relay-a", T0 + timedelta(minutes=1), timedelta(seconds=30), 10)
+    assert [row.message_id for row in claimed] == [row.message_id for row in rows]
+    begun: list[object] = []
+    event.listen(single.sync_engine, "begin", begun.append)
+    later = T0 + timedelta(minutes=2)
+    await store.mark_sent(rows[0].message_id, "relay-b", later)  # not the owner: no change
+    await store.mark_sent(rows[0].message_id, "relay-a", later)
+    await store.mark_retry(rows[1].message_id, "relay-a", "broker away", later)
+    await store.mark_retry(rows[0].message_id, "relay-a", "too late", later)  # sent: no change
+    assert begun == []
+    assert await store.stats() == OutboxStats(1, 1, rows[1].created_at)
+    again = await store.claim("relay-c", later, timedelta(seconds=30), 10)
+    assert [(row.message_id, row.attempts, row.last_error) for row in again] == [
+        (rows[1].message_id, 1, "broker away")
+    ]

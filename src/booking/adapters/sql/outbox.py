@@ -10,10 +10,24 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from booking.adapters.sql.errors import database_errors
+from booking.adapters.sql.repository import _aware
 from booking.adapters.sql.tables import outbox
+from booking.adapters.sql.uow import Checkout
 from booking.ports.outbox import MessageKind, OutboxMessage, OutboxStats
 
 MAX_ERROR_LENGTH = 2000
+
+# PostgreSQL: the relay's per-row marks as one plain statement each (see SqlOutboxStore).
+# Literal SQL only: every value is a bind parameter.
+_PG_MARK_SENT = """
+UPDATE outbox SET sent_at = $3, lease_until = NULL
+WHERE message_id = $1 AND lease_owner = $2 AND sent_at IS NULL
+"""
+_PG_MARK_RETRY = """
+UPDATE outbox SET attempts = attempts + 1, last_error = $3, available_at = $4,
+    lease_owner = NULL, lease_until = NULL
+WHERE message_id = $1 AND lease_owner = $2 AND sent_at IS NULL
+"""
 
 
 class SqlOutboxStore:
@@ -27,10 +41,16 @@ class SqlOutboxStore:
     SQLite has one writer (every transaction is BEGIN IMMEDIATE): its claimers take turns.
 
     Rows of one booking are ordered by `seq`, the insertion order; that equals commit order
-    because the state changes that write them are serialised by the booking's row version."""
+    because the state changes that write them are serialised by the booking's row version.
+
+    On PostgreSQL the marks the relay makes for every row it dispatched (`mark_sent`,
+    `mark_retry`) are one statement each, sent without BEGIN or COMMIT on a pooled asyncpg
+    connection as the booking writes are: one round trip instead of three, and no greenlet
+    per await."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._plain = engine.dialect.name == "postgresql"
 
     async def claim(
         self, owner: str, now: datetime, lease: timedelta, limit: int
@@ -90,6 +110,11 @@ class SqlOutboxStore:
         return [_message(row) for row in sorted(leased, key=lambda row: row.seq)]
 
     async def mark_sent(self, message_id: str, owner: str, now: datetime) -> None:
+        if self._plain:
+            async with Checkout(self._engine.sync_engine.pool) as driver:
+                with database_errors("outbox mark sent"):
+                    await driver.execute(_PG_MARK_SENT, message_id, owner, _aware(now))
+            return
         with database_errors("outbox mark sent"):
             async with self._engine.begin() as conn:
                 await conn.execute(
@@ -105,6 +130,17 @@ class SqlOutboxStore:
     async def mark_retry(
         self, message_id: str, owner: str, error: str, available_at: datetime
     ) -> None:
+        if self._plain:
+            async with Checkout(self._engine.sync_engine.pool) as driver:
+                with database_errors("outbox mark retry"):
+                    await driver.execute(
+                        _PG_MARK_RETRY,
+                        message_id,
+                        owner,
+                        error[:MAX_ERROR_LENGTH],
+                        _aware(available_at),
+                    )
+            return
         with database_errors("outbox mark retry"):
             async with self._engine.begin() as conn:
                 await conn.execute(
