@@ -11,7 +11,7 @@ from booking.adapters.sql._sql import upsert
 from booking.adapters.sql.errors import database_errors
 from booking.adapters.sql.repository import _aware
 from booking.adapters.sql.tables import idempotency_keys as keys
-from booking.adapters.sql.uow import Checkout
+from booking.adapters.sql.uow import one_statement
 from booking.ports.errors import PortError
 from booking.ports.idempotency import (
     BeginOutcome,
@@ -69,12 +69,15 @@ class SqlIdempotencyStore:
         in_flight_for: timedelta,
     ) -> BeginOutcome:
         if self._plain:
-            locked_until = _aware(now + in_flight_for)
-            async with Checkout(self._engine.sync_engine.pool) as driver:
-                with database_errors("idempotency begin"):
-                    claimed = await driver.fetchval(
-                        _PG_CLAIM_NEW, scope, key, fingerprint, locked_until
-                    )
+            claimed = await one_statement(
+                self._engine,
+                "idempotency begin",
+                _PG_CLAIM_NEW,
+                scope,
+                key,
+                fingerprint,
+                _aware(now + in_flight_for),
+            )
             if claimed is not None:
                 return Started()
         with database_errors("idempotency begin"):
@@ -138,17 +141,17 @@ class SqlIdempotencyStore:
         self, scope: str, key: str, response: StoredResponse, now: datetime, keep_for: timedelta
     ) -> None:
         if self._plain:
-            async with Checkout(self._engine.sync_engine.pool) as driver:
-                with database_errors("idempotency complete"):
-                    await driver.execute(
-                        _PG_COMPLETE,
-                        scope,
-                        key,
-                        response.status_code,
-                        response.body,
-                        response.resource_id,
-                        _aware(now + keep_for),
-                    )
+            await one_statement(
+                self._engine,
+                "idempotency complete",
+                _PG_COMPLETE,
+                scope,
+                key,
+                response.status_code,
+                response.body,
+                response.resource_id,
+                _aware(now + keep_for),
+            )
             return
         with database_errors("idempotency complete"):
             async with self._engine.begin() as conn:
@@ -167,9 +170,7 @@ class SqlIdempotencyStore:
 
     async def forget(self, scope: str, key: str) -> None:
         if self._plain:
-            async with Checkout(self._engine.sync_engine.pool) as driver:
-                with database_errors("idempotency forget"):
-                    await driver.execute(_PG_FORGET, scope, key)
+            await one_statement(self._engine, "idempotency forget", _PG_FORGET, scope, key)
             return
         with database_errors("idempotency forget"):
             async with self._engine.begin() as conn:

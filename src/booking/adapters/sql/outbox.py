@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from booking.adapters.sql.errors import database_errors
 from booking.adapters.sql.repository import _aware
 from booking.adapters.sql.tables import outbox
-from booking.adapters.sql.uow import Checkout
+from booking.adapters.sql.uow import one_statement
 from booking.ports.outbox import MessageKind, OutboxMessage, OutboxStats
 
 MAX_ERROR_LENGTH = 2000
@@ -111,9 +111,9 @@ class SqlOutboxStore:
 
     async def mark_sent(self, message_id: str, owner: str, now: datetime) -> None:
         if self._plain:
-            async with Checkout(self._engine.sync_engine.pool) as driver:
-                with database_errors("outbox mark sent"):
-                    await driver.execute(_PG_MARK_SENT, message_id, owner, _aware(now))
+            await one_statement(
+                self._engine, "outbox mark sent", _PG_MARK_SENT, message_id, owner, _aware(now)
+            )
             return
         with database_errors("outbox mark sent"):
             async with self._engine.begin() as conn:
@@ -131,15 +131,15 @@ class SqlOutboxStore:
         self, message_id: str, owner: str, error: str, available_at: datetime
     ) -> None:
         if self._plain:
-            async with Checkout(self._engine.sync_engine.pool) as driver:
-                with database_errors("outbox mark retry"):
-                    await driver.execute(
-                        _PG_MARK_RETRY,
-                        message_id,
-                        owner,
-                        error[:MAX_ERROR_LENGTH],
-                        _aware(available_at),
-                    )
+            await one_statement(
+                self._engine,
+                "outbox mark retry",
+                _PG_MARK_RETRY,
+                message_id,
+                owner,
+                error[:MAX_ERROR_LENGTH],
+                _aware(available_at),
+            )
             return
         with database_errors("outbox mark retry"):
             async with self._engine.begin() as conn:

@@ -196,6 +196,15 @@ class Checkout:
                 raise
 
 
+async def one_statement(engine: AsyncEngine, operation: str, query: str, *args: Any) -> Any:
+    """`query` alone on a pooled asyncpg connection (see `Checkout`), without BEGIN or COMMIT:
+    one statement is its own transaction. Answers the first column of the first row, or None;
+    a database error is DatabaseUnavailable or PortError naming `operation`."""
+    async with Checkout(engine.sync_engine.pool) as driver:
+        with database_errors(operation):
+            return await driver.fetchval(query, *args)
+
+
 class SqlUnitOfWorkFactory:
     """The UnitOfWorkFactory port: a new SqlUnitOfWork per call, all on one engine.
 
