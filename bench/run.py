@@ -690,17 +690,13 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     # SIGTERM (a CI timeout, `kill`) and SIGINT stop the run the way Ctrl-C does: the stack's
     # processes, the database and Redis's keys are cleaned up. A shell starts a background
     # job with SIGINT ignored, so its handler is set here too.
-    signal.signal(signal.SIGTERM, _interrupted)
-    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     tools = subprocess.run([str(ROOT / "scripts" / "ensure-bench-tools")], check=False)
     if tools.returncode != 0:
         print("bench: the load tools are missing (scripts/ensure-bench-tools)", file=sys.stderr)

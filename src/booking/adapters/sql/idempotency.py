@@ -8,8 +8,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from booking.adapters.sql._sql import upsert
+from booking.adapters.sql.engine import is_postgres
 from booking.adapters.sql.errors import database_errors
-from booking.adapters.sql.repository import _aware
+from booking.adapters.sql.repository import aware
 from booking.adapters.sql.tables import idempotency_keys as keys
 from booking.adapters.sql.uow import one_statement
 from booking.ports.errors import PortError
@@ -58,7 +59,7 @@ class SqlIdempotencyStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._plain = engine.dialect.name == "postgresql"
+        self._plain = is_postgres(engine)
 
     async def begin(
         self,
@@ -76,7 +77,7 @@ class SqlIdempotencyStore:
                 scope,
                 key,
                 fingerprint,
-                _aware(now + in_flight_for),
+                aware(now + in_flight_for),
             )
             if claimed is not None:
                 return Started()
@@ -150,7 +151,7 @@ class SqlIdempotencyStore:
                 response.status_code,
                 response.body,
                 response.resource_id,
-                _aware(now + keep_for),
+                aware(now + keep_for),
             )
             return
         with database_errors("idempotency complete"):

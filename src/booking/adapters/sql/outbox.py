@@ -9,8 +9,9 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from booking.adapters.sql.engine import is_postgres
 from booking.adapters.sql.errors import database_errors
-from booking.adapters.sql.repository import _aware
+from booking.adapters.sql.repository import aware
 from booking.adapters.sql.tables import outbox
 from booking.adapters.sql.uow import one_statement
 from booking.ports.outbox import MessageKind, OutboxMessage, OutboxStats
@@ -50,7 +51,7 @@ class SqlOutboxStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._plain = engine.dialect.name == "postgresql"
+        self._plain = is_postgres(engine)
 
     async def claim(
         self, owner: str, now: datetime, lease: timedelta, limit: int
@@ -112,7 +113,7 @@ class SqlOutboxStore:
     async def mark_sent(self, message_id: str, owner: str, now: datetime) -> None:
         if self._plain:
             await one_statement(
-                self._engine, "outbox mark sent", _PG_MARK_SENT, message_id, owner, _aware(now)
+                self._engine, "outbox mark sent", _PG_MARK_SENT, message_id, owner, aware(now)
             )
             return
         with database_errors("outbox mark sent"):
@@ -138,7 +139,7 @@ class SqlOutboxStore:
                 message_id,
                 owner,
                 error[:MAX_ERROR_LENGTH],
-                _aware(available_at),
+                aware(available_at),
             )
             return
         with database_errors("outbox mark retry"):

@@ -394,11 +394,11 @@ class SqlOutbox:
                             row["name"],
                             json.dumps(row["payload"]),
                             json.dumps(row["headers"]),
-                            _aware(row["created_at"]),
-                            _aware(row["available_at"]),
+                            aware(row["created_at"]),
+                            aware(row["available_at"]),
                             row["attempts"],
                             row["last_error"],
-                            _aware(row["sent_at"]),
+                            aware(row["sent_at"]),
                         )
                         for row in rows
                     ],
@@ -422,7 +422,7 @@ class SqlAuditLog:
                     _PG_AUDIT,
                     entry.booking_id,
                     entry.actor,
-                    _aware(entry.at),
+                    aware(entry.at),
                     entry.from_status.value if entry.from_status else None,
                     entry.to_status.value,
                     entry.reason,
@@ -534,11 +534,11 @@ def _outbox_arrays(messages: Sequence[OutboxMessage]) -> tuple[list[Any], ...]:
         [row["name"] for row in rows],
         [json.dumps(row["payload"]) for row in rows],
         [json.dumps(row["headers"]) for row in rows],
-        [_aware(row["created_at"]) for row in rows],
-        [_aware(row["available_at"]) for row in rows],
+        [aware(row["created_at"]) for row in rows],
+        [aware(row["available_at"]) for row in rows],
         [row["attempts"] for row in rows],
         [row["last_error"] for row in rows],
-        [_aware(row["sent_at"]) for row in rows],
+        [aware(row["sent_at"]) for row in rows],
     )
 
 
@@ -548,7 +548,7 @@ def _audit_arrays(entry: AuditEntry | None) -> tuple[list[Any], ...]:
     return (
         [e.booking_id for e in entries],
         [e.actor for e in entries],
-        [_aware(e.at) for e in entries],
+        [aware(e.at) for e in entries],
         [e.from_status.value if e.from_status else None for e in entries],
         [e.to_status.value for e in entries],
         [e.reason for e in entries],
@@ -577,7 +577,7 @@ def outbox_rows(messages: Iterable[OutboxMessage]) -> Iterable[dict[str, Any]]:
 
 
 # The hot statements on PostgreSQL, sent as plain prepared statements (see SqlUnitOfWork.driver).
-# Timestamps are aware datetimes for timestamptz; `_aware` refuses naive ones as UtcDateTime does.
+# Timestamps are aware datetimes for timestamptz; `aware` refuses naive ones as UtcDateTime does.
 # Literal SQL only: every value is a bind parameter ($n), in the order of `_booking_args`.
 
 
@@ -656,18 +656,18 @@ def _one_statement_write(head: str, *, guard: str, first: int, answer: str, outb
     CTE, which spares the database an INSERT into the outbox and its indexes that would write
     nothing, and the client eleven empty arrays to encode. Built once at import from
     constants: no value is ever part of the text."""
-    n = [f"${i}" for i in range(first, first + 18)]
-    if not outbox:
-        n = n[:11] + [f"${i}" for i in range(first, first + 7)]
+    o = [f"${i}" for i in range(first, first + 11)]
+    audit_first = first + 11 if outbox else first
+    a = [f"${i}" for i in range(audit_first, audit_first + 7)]
     outbox_cte = f"""
 , o AS (
     INSERT INTO outbox (message_id, booking_id, kind, name, payload, headers, created_at,
         available_at, attempts, last_error, sent_at)
     SELECT m.message_id, m.booking_id, m.kind, m.name, m.payload::json, m.headers::json,
         m.created_at, m.available_at, m.attempts, m.last_error, m.sent_at
-    FROM {guard}, unnest({n[0]}::text[], {n[1]}::bigint[], {n[2]}::text[], {n[3]}::text[],
-        {n[4]}::text[], {n[5]}::text[], {n[6]}::timestamptz[], {n[7]}::timestamptz[],
-        {n[8]}::int[], {n[9]}::text[], {n[10]}::timestamptz[]) WITH ORDINALITY
+    FROM {guard}, unnest({o[0]}::text[], {o[1]}::bigint[], {o[2]}::text[], {o[3]}::text[],
+        {o[4]}::text[], {o[5]}::text[], {o[6]}::timestamptz[], {o[7]}::timestamptz[],
+        {o[8]}::int[], {o[9]}::text[], {o[10]}::timestamptz[]) WITH ORDINALITY
         AS m (message_id, booking_id, kind, name, payload, headers, created_at, available_at,
             attempts, last_error, sent_at, ord)
     -- The relay keeps each booking's order by `seq`: rows go in as listed.
@@ -678,8 +678,8 @@ def _one_statement_write(head: str, *, guard: str, first: int, answer: str, outb
     INSERT INTO audit_log (booking_id, actor, at, from_status, to_status, reason,
         refund_required)
     SELECT e.booking_id, e.actor, e.at, e.from_status, e.to_status, e.reason, e.refund_required
-    FROM {guard}, unnest({n[11]}::bigint[], {n[12]}::text[], {n[13]}::timestamptz[],
-        {n[14]}::text[], {n[15]}::text[], {n[16]}::text[], {n[17]}::boolean[])
+    FROM {guard}, unnest({a[0]}::bigint[], {a[1]}::text[], {a[2]}::timestamptz[],
+        {a[3]}::text[], {a[4]}::text[], {a[5]}::text[], {a[6]}::boolean[])
         AS e (booking_id, actor, at, from_status, to_status, reason, refund_required)
 )
 {answer}"""  # noqa: S608
@@ -725,7 +725,7 @@ SELECT ARRAY(SELECT seat_id FROM booking_seats
 """
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def aware(value: datetime | None) -> datetime | None:
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
         raise PortError(f"naive datetime {value!r}: timestamps must be timezone-aware")
     return value
@@ -763,8 +763,8 @@ def _booking_args(booking: Booking) -> tuple[Any, ...]:
         booking.show_id,
         booking.total.minor,
         booking.total.currency,
-        _aware(booking.hold_expires_at),
-        _aware(booking.created_at),
+        aware(booking.hold_expires_at),
+        aware(booking.created_at),
         *_mutable_args(booking),
     )
 
@@ -792,10 +792,10 @@ def _mutable_args(booking: Booking) -> tuple[Any, ...]:
         booking.failure_reason.value if booking.failure_reason else None,
         payment.session_id if payment else None,
         payment.url if payment else None,
-        _aware(payment.expires_at) if payment else None,
+        aware(payment.expires_at) if payment else None,
         booking.refund_required,
         booking.version,
-        _aware(booking.updated_at),
+        aware(booking.updated_at),
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import Pool, QueuePool
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from booking.adapters.sql.engine import is_postgres
 from booking.adapters.sql.errors import database_errors
 from booking.adapters.sql.repository import (
     SqlAuditLog,
@@ -143,11 +144,11 @@ class Checkout:
     pre-ping and no checkout listener, the checkout has nothing to wait for, so it is taken
     without one. Should that connection need opening again (it was invalidated while idle),
     the pool's attempt to wait for the server stops with `MissingGreenlet` before anything is
-    sent, the pool takes its record back, and the checkout runs again in a greenlet as
-    usual. The return needs no
-    greenlet when no transaction is open and the connection is alive (the statements here
-    never open one): SQLAlchemy's reset on return then has nothing to send. A connection that
-    broke under its statement is invalidated, so the pool opens a new one in its place."""
+    sent, the pool takes its record back, and the checkout runs again in a greenlet as usual.
+    The return needs no greenlet when no transaction is open and the connection is alive (the
+    statements here never open one): SQLAlchemy's reset on return then has nothing to send. A
+    connection that broke under its statement is invalidated, so the pool opens a new one in
+    its place."""
 
     __slots__ = ("_fairy", "_pool")
 
@@ -216,7 +217,7 @@ class SqlUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine, *, ping_timeout: float = 2.0) -> None:
         self._engine = engine
         self._ping_timeout = ping_timeout
-        self._plain = engine.dialect.name == "postgresql"
+        self._plain = is_postgres(engine)
 
     @property
     def engine(self) -> AsyncEngine:
