@@ -35,6 +35,7 @@ from booking.entrypoints.idempotency import Idempotency, fingerprint, parse_key
 from booking.entrypoints.identity import (
     BOOKING_ROLES,
     SEAT_READER_ROLES,
+    Authenticator,
     parse_user_id,
     require_role,
 )
@@ -78,20 +79,38 @@ def _json(view: msgspec.Struct) -> bytes:
     return msgspec.json.encode(view)
 
 
+_CALLER = "booking.caller"
+
+
+def caller_of(request: Request[Any, Any, Any], auth: Authenticator) -> Principal:
+    """The request's caller, authenticated once per request (raises 401 without an identity):
+    the before-request hook does it first, and the request's container's `Principal` is this
+    same one."""
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    caller: Principal | None = state.get(_CALLER)
+    if caller is None:
+        client = request.scope.get("client")
+        caller = auth.authenticate(request.headers, client[0] if client else None)
+        state[_CALLER] = caller
+    return caller
+
+
 async def authenticated(request: Request[Any, Any, Any]) -> None:
     """Before-request hook: identity first (401), then the role the handler names in
-    `opt["roles"]` (403), before any parameter or the body is read. The Principal is cached in
-    the request's container. A hook rather than a guard: Litestar copies the route handler for
-    every guard it runs, on every request."""
-    caller = await request.state.dishka_container.get(Principal)
+    `opt["roles"]` (403), before any parameter or the body is read. The Authenticator is the
+    one the app resolved at start-up: asking the request's container for the Principal would
+    enter dishka's request scope on every request, which a held-seat rejection does not
+    otherwise need. A hook rather than a guard: Litestar copies the route handler for every
+    guard it runs, on every request."""
+    caller = caller_of(request, request.app.state.authenticator)
     require_role(caller, *request.route_handler.opt.get("roles", BOOKING_ROLES))
 
 
 @dataclass(frozen=True, slots=True)
 class CreateRoute:
-    """What the create handler works with besides its caller, resolved as one dependency:
-    every create (and, in an on-sale, every rejection) looks it up once instead of four
-    times."""
+    """What the create handler works with besides its caller, resolved once when the app
+    starts (`app.state.create_route`): every create, and in an on-sale every rejection, finds
+    it there instead of asking dishka for four dependencies."""
 
     create: CreateBooking
     idempotency: Idempotency
@@ -134,12 +153,9 @@ class BookingController(Controller):
             **examples.problems(400, 401, 403, 404, 409, 413, 422, 429, 503),
         },
     )
-    @inject
     async def create(
         self,
         request: Request[Any, Any, Any],
-        caller: FromDishka[Principal],
-        route: FromDishka[CreateRoute],
         idempotency_key: Annotated[
             str | None,
             HeaderParameter(
@@ -149,6 +165,10 @@ class BookingController(Controller):
             ),
         ] = None,
     ) -> Response[BookingView]:
+        # Not injected: the commonest request of an on-sale needs nothing request-scoped, so
+        # it never enters dishka's request scope (see `request_scope`).
+        caller = caller_of(request, request.app.state.authenticator)
+        route: CreateRoute = request.app.state.create_route
         route.limit.check(caller)
         # Decoded here, strictly: Litestar's own decoding would coerce "1" into 1.
         data = decode_strict(await request.body(), CreateBookingRequest)

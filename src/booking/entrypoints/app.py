@@ -11,7 +11,6 @@ from typing import Any
 
 import structlog
 from dishka import AsyncContainer
-from dishka.integrations.litestar import setup_dishka
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
@@ -22,8 +21,10 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from booking.adapters.prometheus import PrometheusTelemetry
 from booking.entrypoints import admin, api, operations, sandbox
 from booking.entrypoints.container import Peers, Role, create_container
+from booking.entrypoints.identity import Authenticator
 from booking.entrypoints.observability import Tracing, correlation_ids, tracing_middleware
 from booking.entrypoints.problems import exception_handler
+from booking.entrypoints.request_scope import request_scope
 from booking.entrypoints.settings import Settings, load_settings
 from booking.entrypoints.workers import Workers
 
@@ -91,9 +92,13 @@ def create_app(
     with_workers = settings.run_workers if run_workers is None else run_workers
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(started: Litestar) -> AsyncIterator[None]:
         workers: Workers | None = None
         try:
+            # What every booking request needs, resolved once (see `api.authenticated` and
+            # `BookingController.create`) instead of through dishka's request scope.
+            started.state.authenticator = await container.get(Authenticator)
+            started.state.create_route = await container.get(api.CreateRoute)
             peers = await container.get(Peers)
             if peers.directory is not None:
                 await peers.directory.start()
@@ -126,7 +131,8 @@ def create_app(
         debug=False,
     )
     app.state.retry_after = settings.retry_after_seconds
-    setup_dishka(container, app)
+    app.state.dishka_container = container
+    app.asgi_handler = request_scope(app.asgi_handler, container)
     traced = tracing_middleware(app.asgi_handler, lambda: container.get(Tracing))
     app.asgi_handler = _request_context(traced, container, access_log=settings.access_log)
     return app

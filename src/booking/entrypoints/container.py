@@ -35,7 +35,7 @@ from booking.application.reconcile import Reconciler
 from booking.application.relay import ActionRunner, OutboxRelay
 from booking.application.settings import SagaSettings
 from booking.domain.identity import Principal
-from booking.entrypoints.api import CreateRoute
+from booking.entrypoints.api import CreateRoute, caller_of
 from booking.entrypoints.faults import fault_points
 from booking.entrypoints.health import HealthChecks, Probe
 from booking.entrypoints.idempotency import Idempotency
@@ -397,7 +397,7 @@ class BookingProvider(Provider):
     @provide(scope=Scope.REQUEST)
     def principal(self, request: Request, auth: Authenticator) -> Principal:  # type: ignore[type-arg]
         """The caller of this request; resolving it raises 401 without an identity."""
-        return auth.authenticate(request.headers, request.client.host if request.client else None)
+        return caller_of(request, auth)
 
     @provide
     def webhook(
