@@ -113,11 +113,11 @@ async def test_an_exception_past_the_app_reaches_the_finaliser() -> None:
     await container.close()
 
 
-async def test_creates_and_rejections_never_enter_the_request_scope(
+async def test_creates_rejections_and_reads_never_enter_the_request_scope(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The create route's caller and collaborators are resolved without the request scope;
-    a route that injects the caller still gets the one the hook authenticated."""
+    """The create and read routes' callers and collaborators are resolved without the request
+    scope; a route that injects the caller still gets the one the hook authenticated."""
     asked: list[Any] = []
     original = RequestScope.get
 
@@ -129,7 +129,10 @@ async def test_creates_and_rejections_never_enter_the_request_scope(
     created = await api.booked([1])
     problem(await api.create([1], user_id=8), 409, "SEAT_LOCK_CONFLICT")
     problem(await api.client.post("/api/v1/bookings", json={}), 401, "UNAUTHENTICATED")
+    read = await api.client.get(f"/api/v1/bookings/{created['bookingId']}", headers=auth())
+    assert read.json()["bookingId"] == created["bookingId"]
+    problem(await api.client.get("/api/v1/bookings/1", headers=auth(8)), 404, "BOOKING_NOT_FOUND")
     assert asked == []
-    mine = await api.client.get(f"/api/v1/bookings/{created['bookingId']}", headers=auth())
-    assert mine.status_code == 200
+    page = await api.client.get("/api/v1/bookings", headers=auth())
+    assert [b["bookingId"] for b in page.json()["items"]] == [created["bookingId"]]
     assert Principal in asked

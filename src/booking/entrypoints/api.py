@@ -251,13 +251,10 @@ class BookingController(Controller):
             **examples.problems(400, 401, 403, 404, 503),
         },
     )
-    @inject
-    async def get_one(
-        self,
-        booking_id: BookingId,
-        caller: FromDishka[Principal],
-        queries: FromDishka[BookingQueries],
-    ) -> BookingView:
+    async def get_one(self, request: Request[Any, Any, Any], booking_id: BookingId) -> BookingView:
+        # Not injected, as `create`: a read needs nothing request-scoped either.
+        caller = caller_of(request, request.app.state.authenticator)
+        queries: BookingQueries = request.app.state.queries
         return booking_view(await queries.get(caller, booking_id_of(booking_id)))
 
     @get(

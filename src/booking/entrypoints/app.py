@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from booking.adapters.prometheus import PrometheusTelemetry
+from booking.application.queries import BookingQueries
 from booking.entrypoints import admin, api, operations, sandbox
 from booking.entrypoints.container import Peers, Role, create_container
 from booking.entrypoints.identity import Authenticator
@@ -95,10 +96,12 @@ def create_app(
     async def lifespan(started: Litestar) -> AsyncIterator[None]:
         workers: Workers | None = None
         try:
-            # What every booking request needs, resolved once (see `api.authenticated` and
-            # `BookingController.create`) instead of through dishka's request scope.
+            # What every booking request needs, resolved once (see `api.authenticated`,
+            # `BookingController.create` and `.get_one`) instead of through dishka's request
+            # scope.
             started.state.authenticator = await container.get(Authenticator)
             started.state.create_route = await container.get(api.CreateRoute)
+            started.state.queries = await container.get(BookingQueries)
             peers = await container.get(Peers)
             if peers.directory is not None:
                 await peers.directory.start()
