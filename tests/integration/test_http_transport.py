@@ -4,6 +4,7 @@ failures mapped to the httpx error that says whether the request was sent."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -382,3 +383,67 @@ def test_peer_connections_idle_out_before_common_server_timeouts() -> None:
     """uvicorn and Node close idle connections after 5 s; the client lets go first."""
     assert PEER_LIMITS.keepalive_expiry is not None
     assert 0 < PEER_LIMITS.keepalive_expiry < 5
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+async def test_an_answer_is_left_as_httpx_leaves_one_it_has_read(encoding: str | None) -> None:
+    """The transport hands back a body it read whole without httpx's decoding pass when there
+    is nothing to decode; either way the response is the one httpx's own transport gives."""
+    body = b'{"seats": [1, 2, 3], "name": "caf\xc3\xa9"}'
+    wire = gzip.compress(body) if encoding else body
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(wire)}\r\n"
+    if encoding:
+        head += f"content-encoding: {encoding}\r\n"
+    answer = head.encode() + b"connection: close\r\n\r\n" + wire
+
+    async def fetch(client: httpx.AsyncClient) -> httpx.Response:
+        srv, port, _ = await _answer_once(answer)
+        try:
+            return await client.get(f"http://127.0.0.1:{port}/x", timeout=5)
+        finally:
+            srv.close()
+
+    async with peer_client() as ours, httpx.AsyncClient(trust_env=False) as stock:
+        mine, theirs = await fetch(ours), await fetch(stock)
+    for response in (mine, theirs):
+        assert response.content == body
+        assert response.json()["name"] == "café"
+    observed = (
+        "status_code",
+        "http_version",
+        "reason_phrase",
+        "is_closed",
+        "is_stream_consumed",
+        "num_bytes_downloaded",
+        "text",
+    )
+    assert {name: getattr(mine, name) for name in observed} == {
+        name: getattr(theirs, name) for name in observed
+    }
+    assert mine.headers["content-length"] == str(len(wire))
+    assert [part async for part in mine.aiter_bytes()] == [body]
+
+
+@pytest.mark.parametrize(("encoding", "read_whole"), [(None, True), ("gzip", False)])
+async def test_the_transport_hands_back_plain_bodies_already_read(
+    encoding: str | None, read_whole: bool
+) -> None:
+    """Straight from the transport, before anyone reads it: a plain body is there already, an
+    encoded one is left to httpx's decoder."""
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n"
+    if encoding:
+        head += f"content-encoding: {encoding}\r\n".encode()
+    srv, port, _ = await _answer_once(head + b"\r\n{}")
+    transport = peer_transport()
+    try:
+        request = httpx.Request("GET", f"http://127.0.0.1:{port}/x", extensions={"timeout": {}})
+        response = await transport.handle_async_request(request)
+    finally:
+        srv.close()
+        await transport.aclose()
+    assert response.is_stream_consumed is read_whole
+    if read_whole:
+        assert response.content == b"{}"
+    else:
+        with pytest.raises(httpx.ResponseNotRead):
+            _ = response.content

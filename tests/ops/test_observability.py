@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanKind
 
 from booking.adapters.memory.clock import FakeClock
 from booking.adapters.memory.seat_lock import MemorySeatLock
+from booking.adapters.prometheus import PrometheusTelemetry, operation_of
 from booking.application.reconcile import Reconciler
 from booking.entrypoints.app import create_app
 from booking.entrypoints.container import create_container, instances
@@ -377,3 +378,45 @@ def test_http_metrics_count_each_series_apart_and_keep_counting() -> None:
     assert _sample(text, latency + "_count", method="POST", route=BASE) == 4
     assert _sample(text, latency + "_bucket", method="POST", route=BASE, le="0.005") == 2
     assert _sample(text, latency + "_sum", method="GET", route=BASE) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize(
+    ("path", "operation"),
+    [
+        ("/api/v1/theater/shows/900002/seats/lock", "lock"),
+        ("/api/v1/payments/cs_123/verify", "verify"),
+        ("/api/v1/payments/checkout-sessions", "checkout-sessions"),
+        ("/api/v1/theater/shows/5/seats/", "seats"),
+        ("/eureka/apps/THEATER-SERVICE", "apps"),
+        ("/", "root"),
+        ("/12/34", "root"),
+    ],
+)
+def test_a_peer_call_is_named_by_the_last_plain_word_of_its_path(path: str, operation: str) -> None:
+    assert operation_of(path) == operation
+
+
+def test_peer_call_latency_is_kept_per_peer_and_operation() -> None:
+    telemetry = PrometheusTelemetry()
+    telemetry.peer_call("theater", "lock", 0.25, None)
+    telemetry.peer_call("theater", "lock", 0.5, "http_5xx")
+    telemetry.peer_call("payment", "verify", 1.0, None)
+    text = telemetry.exposition().decode()
+    assert (
+        _sample(text, "booking_peer_call_duration_seconds_count", peer="theater", operation="lock")
+        == 2
+    )
+    assert (
+        _sample(text, "booking_peer_call_duration_seconds_sum", peer="theater", operation="lock")
+        == 0.75
+    )
+    assert (
+        _sample(
+            text, "booking_peer_call_duration_seconds_count", peer="payment", operation="verify"
+        )
+        == 1
+    )
+    errors = _sample(
+        text, "booking_peer_call_errors_total", peer="theater", operation="lock", kind="http_5xx"
+    )
+    assert errors == 1

@@ -111,6 +111,7 @@ class PrometheusTelemetry:
             registry=r,
         )
         self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._peer_children: dict[tuple[str, str], Histogram] = {}
         self.webhooks = Counter(
             "booking_payment_webhooks_total",
             "Payment webhooks by result (applied/ignored/refused)",
@@ -163,7 +164,13 @@ class PrometheusTelemetry:
         self.webhooks.labels(result).inc()
 
     def peer_call(self, peer: str, operation: str, seconds: float, error: str | None) -> None:
-        self.peer_latency.labels(peer, operation).observe(seconds)
+        # As `http_request`: the latency child of each (peer, operation) looked up once.
+        latency = self._peer_children.get((peer, operation))
+        if latency is None:
+            latency = self._peer_children[peer, operation] = self.peer_latency.labels(
+                peer, operation
+            )
+        latency.observe(seconds)
         if error is not None:
             self.peer_errors.labels(peer, operation, error).inc()
 
@@ -174,8 +181,10 @@ class PrometheusTelemetry:
 def operation_of(path: str) -> str:
     """A low-cardinality name for a peer call: the last plain word of its path (`verify`,
     `create`, `lock`, `seats`), never an id."""
-    words = [part for part in path.split("/") if _WORD.match(part)]
-    return words[-1] if words else "root"
+    for part in reversed(path.split("/")):
+        if _WORD.match(part):
+            return part
+    return "root"
 
 
 class InstrumentedTransport(httpx.AsyncBaseTransport):
