@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.crc import key_slot
 
-from booking.adapters.redis.seat_lock import RedisSeatLock, create_redis_client
-from booking.ports.seat_lock import hold_owner
+from booking.adapters.redis.seat_lock import RedisSeatLock, command, create_redis_client
+from booking.ports.seat_lock import HoldOutcome, hold_owner
 from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -130,3 +133,24 @@ async def test_a_connection_that_fails_mid_call_is_replaced_once(
     assert (await lock.acquire(12, [2], "booking:1", timedelta(seconds=10))).acquired
     assert await lock.holders(12, [1, 2]) == {1: "booking:1", 2: "booking:1"}
     assert not lock.degraded
+
+
+@given(
+    st.sampled_from(["EVALSHA", "MGET", "SET"]),
+    st.lists(st.one_of(st.text(), st.integers(min_value=-(2**63), max_value=2**63 - 1))),
+)
+def test_commands_are_packed_as_redis_py_packs_them(name: str, args: list[str | int]) -> None:
+    """The hold scripts' EVALSHA is written by `command`: the bytes redis-py would send."""
+    assert command(name, *args) == b"".join(Connection().pack_command(name, *args))
+
+
+async def test_a_rejection_names_the_taken_seats_in_the_order_asked(
+    client: Redis, prefix: str
+) -> None:
+    """Conflicts come back by position, whatever the order of the request and of the keys."""
+    lock = RedisSeatLock(client, key_prefix=prefix)
+    assert (await lock.acquire(4, [9, 2, 7], "a", timedelta(seconds=30))).acquired
+    outcome = await lock.acquire(4, [1, 7, 3, 9, 5], "b", timedelta(seconds=30))
+    assert outcome == HoldOutcome(acquired=False, conflicts=(7, 9))
+    assert await client.exists(lock.key(4, 1), lock.key(4, 3), lock.key(4, 5)) == 0
+    assert (await lock.acquire(4, [1, 3, 5], "b", timedelta(seconds=30))).acquired
