@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,10 +15,18 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from booking.adapters.redis.seat_lock import RedisSeatLock, command, create_redis_client
+from booking.adapters.redis.seat_lock import (
+    RedisSeatLock,
+    ScriptBatches,
+    command,
+    create_redis_client,
+)
 from booking.ports.seat_lock import HoldOutcome, hold_owner
-from tests.support.redis import RedisServer
+from tests.support.redis import RedisServer, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -154,3 +164,103 @@ async def test_a_rejection_names_the_taken_seats_in_the_order_asked(
     assert outcome == HoldOutcome(acquired=False, conflicts=(7, 9))
     assert await client.exists(lock.key(4, 1), lock.key(4, 3), lock.key(4, 5)) == 0
     assert (await lock.acquire(4, [1, 3, 5], "b", timedelta(seconds=30))).acquired
+
+
+# --- scripts sent in batches ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def batches(redis_url: str) -> AsyncIterator[ScriptBatches]:
+    """Batches on a pool of one connection: a second connection would be refused."""
+    client = create_redis_client(redis_url, max_connections=1)
+    yield ScriptBatches(client.connection_pool, 2.0)
+    await client.aclose()
+
+
+async def test_the_commands_of_one_turn_leave_together_on_one_connection(
+    batches: ScriptBatches,
+) -> None:
+    """Fifty commands asked for in one turn: one batch, the replies in order."""
+    replies = await asyncio.gather(*[batches.run(command("ECHO", f"n{i}")) for i in range(50)])
+    assert replies == [f"n{i}".encode() for i in range(50)]
+
+
+async def test_an_error_reply_fails_only_its_own_command(batches: ScriptBatches) -> None:
+    first = batches.run(command("ECHO", "a"))
+    unknown = batches.run(command("EVALSHA", "0" * 40, 0))
+    last = batches.run(command("ECHO", "b"))
+    assert await first == b"a"
+    with pytest.raises(NoScriptError):
+        await unknown
+    assert await last == b"b"
+    assert await batches.run(command("ECHO", "after")) == b"after"  # still in step
+
+
+async def test_a_caller_that_gave_up_leaves_the_connection_in_step(batches: ScriptBatches) -> None:
+    gone = batches.run(command("ECHO", "gone"))
+    kept = batches.run(command("ECHO", "kept"))
+    gone.cancel()
+    assert await kept == b"kept"
+    assert await batches.run(command("ECHO", "next")) == b"next"
+
+
+async def _each_of_a_batch_fails(url: str, within: float, error: type[Exception]) -> None:
+    client = create_redis_client(url, connect_timeout=2.0)
+    batches = ScriptBatches(client.connection_pool, within)
+    try:
+        for future in [batches.run(command("ECHO", "x")) for _ in range(3)]:
+            with pytest.raises(error):
+                await future
+    finally:
+        await client.aclose()
+
+
+async def test_a_batch_with_no_redis_fails_each_command_with_a_connection_error() -> None:
+    await _each_of_a_batch_fails(f"redis://127.0.0.1:{free_port()}", 2.0, RedisConnectionError)
+
+
+async def test_a_silent_redis_fails_the_batch_in_time() -> None:
+    """A server that takes the connection and never answers: every command of the batch
+    fails with a timeout after the batch's own, not the callers'."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers, until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    started = time.monotonic()
+    try:
+        port = server.sockets[0].getsockname()[1]
+        await _each_of_a_batch_fails(f"redis://127.0.0.1:{port}", 0.2, RedisTimeoutError)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 1.5
+
+
+async def test_concurrent_holds_share_a_connection(redis_url: str, prefix: str) -> None:
+    """Twenty concurrent holds on a client of two connections: the first goes alone, the
+    rest, asked for while it is on its way, leave in one batch (one at a time each would need
+    twenty connections and be refused)."""
+    client = create_redis_client(redis_url, max_connections=2)
+    lock = RedisSeatLock(client, key_prefix=prefix)
+    try:
+        outcomes = await asyncio.gather(
+            *[lock.acquire(6, [seat], f"owner-{seat}", timedelta(seconds=30)) for seat in range(20)]
+        )
+        taken = await lock.acquire(6, [3, 30], "someone-else", timedelta(seconds=30))
+    finally:
+        await client.aclose()
+    assert all(outcome.acquired for outcome in outcomes)
+    assert taken == HoldOutcome(acquired=False, conflicts=(3,))
+
+
+async def test_batched_holds_load_a_script_redis_forgot(client: Redis, prefix: str) -> None:
+    """After SCRIPT FLUSH the batched holds get NOSCRIPT and go again alone, loading it."""
+    lock = RedisSeatLock(client, key_prefix=prefix)
+    assert (await lock.acquire(7, [1], "first", timedelta(seconds=30))).acquired
+    await client.script_flush()
+    outcomes = await asyncio.gather(
+        *[lock.acquire(7, [seat], f"owner-{seat}", timedelta(seconds=30)) for seat in range(2, 12)]
+    )
+    assert all(outcome.acquired for outcome in outcomes)
+    assert await client.get(lock.key(7, 11)) == b"owner-11"

