@@ -220,18 +220,13 @@ class RedisSeatLock:
         While another script is on its way, this one joins the batch of this event loop turn
         (`ScriptBatches`); should the batch fail, or Redis not know the script, it is sent on a
         connection of its own as above."""
-        if self._in_flight:
-            self._in_flight += 1
-            try:
-                return await self._batches.run(
-                    command("EVALSHA", script.sha, len(keys), *keys, *args)
-                )
-            except (NoScriptError, RedisConnectionError, RedisTimeoutError):
-                pass
-            finally:
-                self._in_flight -= 1
         self._in_flight += 1
         try:
+            if self._in_flight > 1:  # another script is on its way
+                try:
+                    return await self._batches.run(_evalsha_command(script.sha, keys, args))
+                except (NoScriptError, RedisConnectionError, RedisTimeoutError):
+                    pass
             return await self._alone(script, keys, args)
         finally:
             self._in_flight -= 1
@@ -345,19 +340,25 @@ class ScriptBatches:
 
 
 def _fail(batch: list[tuple[bytes, asyncio.Future[Any]]], exc: BaseException) -> None:
+    timed_out = isinstance(exc, TimeoutError | RedisTimeoutError)
     for _, future in batch:
         if not future.done():
-            if isinstance(exc, TimeoutError | RedisTimeoutError):
-                future.set_exception(RedisTimeoutError("no reply to the batch in time"))
-            else:
-                future.set_exception(RedisConnectionError(f"the batch failed: {exc!r}"))
+            future.set_exception(
+                RedisTimeoutError("no reply to the batch in time")
+                if timed_out
+                else RedisConnectionError(f"the batch failed: {exc!r}")
+            )
 
 
 async def _evalsha(
     connection: AbstractConnection, sha: str, keys: list[str], args: tuple[str | int, ...]
 ) -> Any:
-    await connection.send_packed_command(command("EVALSHA", sha, len(keys), *keys, *args))
+    await connection.send_packed_command(_evalsha_command(sha, keys, args))
     return await connection.read_response()
+
+
+def _evalsha_command(sha: str, keys: list[str], args: tuple[str | int, ...]) -> bytes:
+    return command("EVALSHA", sha, len(keys), *keys, *args)
 
 
 def command(*args: str | int) -> bytes:
