@@ -9,10 +9,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given
 
 from booking.adapters.http._common import build_request, encode_json
-from booking.adapters.http.transport import PEER_LIMITS, peer_client, peer_transport
+from booking.adapters.http.transport import (
+    PEER_LIMITS,
+    peer_client,
+    peer_transport,
+    raw_headers,
+)
 
 _ANSWER = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
@@ -129,6 +136,9 @@ async def test_built_request_is_the_one_httpx_builds(
     assert ours.method == theirs.method
     assert ours.url == theirs.url
     assert ours.headers.raw == theirs.headers.raw
+    assert ours.headers.multi_items() == theirs.headers.multi_items()
+    assert ours.headers.encoding == theirs.headers.encoding
+    assert ours.headers.get("x-USER-id") == theirs.headers.get("x-USER-id")
     assert ours.content == theirs.content
     assert ours.extensions == theirs.extensions
 
@@ -421,6 +431,8 @@ async def test_an_answer_is_left_as_httpx_leaves_one_it_has_read(encoding: str |
         name: getattr(theirs, name) for name in observed
     }
     assert mine.headers["content-length"] == str(len(wire))
+    assert mine.headers.multi_items() == theirs.headers.multi_items()
+    assert mine.headers.encoding == theirs.headers.encoding
     assert [part async for part in mine.aiter_bytes()] == [body]
 
 
@@ -447,3 +459,21 @@ async def test_the_transport_hands_back_plain_bodies_already_read(
     else:
         with pytest.raises(httpx.ResponseNotRead):
             _ = response.content
+
+
+# Header names are tokens (ASCII letters, digits and a few marks); values may be any bytes.
+_NAMES = st.text("abcXYZ-019_!#", min_size=1, max_size=10).map(str.encode)
+
+
+@given(st.lists(st.tuples(_NAMES, st.binary(max_size=12)), max_size=8))
+def test_raw_headers_are_the_headers_httpx_builds(items: list[tuple[bytes, bytes]]) -> None:
+    """Built in one pass, the same headers as httpx's own normalising constructor: every
+    item, every case-insensitive lookup, the encoding found on first use."""
+    ours, theirs = raw_headers(items), httpx.Headers(items)
+    assert ours.raw == theirs.raw
+    assert ours.encoding == theirs.encoding
+    assert ours.multi_items() == theirs.multi_items()
+    for key, _ in items:
+        name = key.decode(theirs.encoding).upper()
+        assert ours.get_list(name) == theirs.get_list(name)
+        assert (name in ours) == (name in theirs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import hypothesis.strategies as st
 import pytest
@@ -187,6 +187,17 @@ def test_naive_timestamps_are_refused() -> None:
 @example(42_845_033_450_597_715_259)  # above 2**53: rounding to float first would be off
 def test_money_to_the_wire_is_the_double_nearest_the_exact_amount(minor: int) -> None:
     assert Money(minor).to_major() == float(Decimal(minor) / 100)
+
+
+@given(
+    st.integers(min_value=0, max_value=2**53).map(float)
+    | st.floats(min_value=0, max_value=1e16, allow_nan=False)
+    | st.sampled_from([0.0, -0.0, 250.0, 0.5, 2.0**53, 2.0**53 + 2])
+)
+def test_money_from_whole_rupees_is_what_the_decimal_rule_gives(value: float) -> None:
+    """Whole rupee floats skip the Decimal: the same paise as the exact half-up rule."""
+    exact = (Decimal(str(value)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    assert Money.from_major(value) == Money(int(exact))
 
 
 @pytest.mark.parametrize("value", [250.0, 0.1, 199.99, "12.345", 1e-9, 0])

@@ -9,6 +9,8 @@ from booking.domain.errors import InvalidMoney
 
 DEFAULT_CURRENCY = "INR"
 _MINOR_PER_MAJOR = 100
+# Whole floats up to here are exact integers, so a whole rupee amount needs no Decimal.
+_WHOLE_FLOAT_MAX = float(2**53)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -33,6 +35,8 @@ class Money:
         cls, value: float | int | str | Decimal, currency: str = DEFAULT_CURRENCY
     ) -> Money:
         """Convert a wire amount (rupees as a JSON number) to minor units, rounding half up."""
+        if type(value) is float and value.is_integer() and 0 <= value <= _WHOLE_FLOAT_MAX:
+            return cls(int(value) * _MINOR_PER_MAJOR, currency)  # whole rupees: exact as is
         try:
             dec = Decimal(str(value))
         except InvalidOperation as exc:

@@ -14,7 +14,7 @@ import msgspec
 import stamina
 import structlog
 
-from booking.adapters.http.transport import peer_client
+from booking.adapters.http.transport import peer_client, raw_headers
 from booking.domain.identity import Principal, normalise_role
 from booking.ports.directory import ServiceDirectory
 
@@ -175,7 +175,7 @@ def build_request(
     request = httpx.Request(
         method,
         target,
-        headers=raw,
+        headers=raw_headers(raw),
         stream=httpx.ByteStream(json or b""),
         extensions=_timeout(timeout),
     )

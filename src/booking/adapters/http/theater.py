@@ -55,6 +55,11 @@ class _ShowSeat(msgspec.Struct, rename="camel"):
     status: str
 
 
+# Decoders made once: given a type per call, msgspec works out how to decode it every time.
+_valid_seats = msgspec.json.Decoder(list[_ValidSeat]).decode
+_show_seats = msgspec.json.Decoder(list[_ShowSeat]).decode
+
+
 class HttpTheaterCatalog(PeerAdapter):
     """TheaterCatalog over the Theater Service's internal seat API (contracts section 3).
 
@@ -111,7 +116,7 @@ class HttpTheaterCatalog(PeerAdapter):
         if status not in (200, 206):
             raise TheaterRejected(f"theater answered {status} to a seat verify")
         try:
-            answered = msgspec.json.decode(response.content, type=list[_ValidSeat])
+            answered = _valid_seats(response.content)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise TheaterRejected("unreadable seat list from the theater service") from exc
         found = {seat.seat_id: seat for seat in answered}
@@ -260,7 +265,7 @@ class HttpTheaterCatalog(PeerAdapter):
         if not response.is_success:
             return None
         try:
-            seats = msgspec.json.decode(response.content, type=list[_ShowSeat])
+            seats = _show_seats(response.content)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
         return {seat.show_seat_id: seat.status.upper() for seat in seats}

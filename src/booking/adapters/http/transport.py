@@ -15,6 +15,7 @@ out after sending is `RemoteProtocolError` / `ReadError` / `ReadTimeout` (outcom
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,7 @@ from httpx import USE_CLIENT_DEFAULT
 PEER_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=4)
 
 _HTTP11 = {"http_version": b"HTTP/1.1"}
+_SET_COOKIE = frozenset({b"set-cookie", b"set-cookie2"})
 
 
 def _transport_error(exc: Exception) -> httpx.TransportError:
@@ -47,6 +49,17 @@ def _transport_error(exc: Exception) -> httpx.TransportError:
     if isinstance(exc, aiohttp.InvalidURL):
         return httpx.UnsupportedProtocol(message)
     return httpx.ReadError(message)  # reset, broken pipe, truncated body: outcome unknown
+
+
+def raw_headers(items: Iterable[tuple[bytes, bytes]]) -> httpx.Headers:
+    """`httpx.Headers(items)` for header byte pairs, built in one pass.
+
+    httpx normalises each item of a list with two function calls, for pairs that are bytes
+    already; the result is the same list of (name, lower-case name, value), encoding found
+    on first use as httpx would. A Request or Response given these copies the list as is."""
+    headers = httpx.Headers()
+    headers._list = [(key, key.lower(), value) for key, value in items]
+    return headers
 
 
 def _read(response: httpx.Response, content: bytes) -> None:
@@ -116,7 +129,7 @@ class PeerTransport(httpx.AsyncBaseTransport):
                 timeout=self._timeout(request),
             ) as answer:
                 content = await answer.read()
-                status, raw_headers, reason = answer.status, answer.raw_headers, answer.reason
+                status, answer_headers, reason = answer.status, answer.raw_headers, answer.reason
                 encoded = "Content-Encoding" in answer.headers
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc) from exc
@@ -125,7 +138,7 @@ class PeerTransport(httpx.AsyncBaseTransport):
             extensions["reason_phrase"] = reason.encode("latin-1")
         response = httpx.Response(
             status,
-            headers=list(raw_headers),
+            headers=raw_headers(answer_headers),
             stream=httpx.ByteStream(content),
             request=request,
             extensions=extensions,
@@ -153,8 +166,7 @@ class _PeerCookies(httpx.Cookies):
     """
 
     def extract_cookies(self, response: httpx.Response) -> None:
-        headers = response.headers
-        if "set-cookie" in headers or "set-cookie2" in headers:
+        if any(key.lower() in _SET_COOKIE for key, _ in response.headers.raw):
             super().extract_cookies(response)
 
 
