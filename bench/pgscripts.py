@@ -30,17 +30,17 @@ _SEATS = "generate_series(1, :n)"
 
 def _audit(from_status: str) -> list[str]:
     return [
-        "ARRAY[(:bid)::bigint]",
-        "ARRAY['user:' || :uid]",
-        "ARRAY[now()]",
-        f"ARRAY[{from_status}]::text[]",
-        "ARRAY['PENDING']",
-        "ARRAY[NULL]::text[]",
-        "ARRAY[false]",
+        "(:bid)::bigint",
+        "'user:' || :uid",
+        "now()",
+        f"{from_status}::text",
+        "'PENDING'",
+        "NULL::text",
+        "false",
     ]
 
 
-# $1.. of `_PG_WRITE_NEW`, in order (see `_new_booking_args`, `_audit_arrays`).
+# $1.. of `_PG_WRITE_NEW`, in order (see `_new_booking_args`, `_audit_values`).
 CREATE_ARGS = [
     "(:bid)::bigint",  # id
     "(:uid)::bigint",  # user_id
@@ -98,9 +98,10 @@ def bind(statement: str, args: list[str]) -> str:
 def write_script(directory: Path, name: str) -> Path:
     """`name`.sql in `directory`: `create` (the create statement) or `booking` (create, then
     attach); answers its path."""
-    statements = [bind(_PG_WRITE_NEW[False], CREATE_ARGS)]
+    # (no outbox row, one audit row): the variant a create and an attach are sent as.
+    statements = [bind(_PG_WRITE_NEW[False, True], CREATE_ARGS)]
     if name == "booking":
-        statements.append(bind(_PG_WRITE_SAVED[False], ATTACH_ARGS))
+        statements.append(bind(_PG_WRITE_SAVED[False, True], ATTACH_ARGS))
     elif name != "create":
         raise ValueError(f"no pgbench script {name!r}: create or booking")
     directory.mkdir(parents=True, exist_ok=True)

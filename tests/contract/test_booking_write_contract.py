@@ -103,6 +103,20 @@ async def test_a_write_with_audit_and_no_messages_stores_no_outbox_row(storage: 
         assert await uow.bookings.live_claims(7, [2, 6]) == {2: 18, 6: 18}
 
 
+async def test_a_write_with_messages_and_no_audit_stores_no_audit_row(storage: Storage) -> None:
+    """Every mix of outbox rows and audit row goes in as given (a new booking and a save)."""
+    created = BookingWrite(make_booking(19), expected_version=None, messages=messages(19, 2))
+    await storage.uow.write(created)
+    booking = await storage.uow.get(19)
+    assert booking is not None
+    version = booking.version
+    booking.attach_payment(session_for(booking), LATER)
+    saved = BookingWrite(booking, version, messages=messages(19, 1))
+    await storage.uow.write(saved)
+    assert await stored(storage, 19) == (booking, [])
+    assert await outbox_rows(storage) == [*created.messages, *saved.messages]
+
+
 async def test_a_lone_get_reads_what_is_committed(storage: Storage) -> None:
     """`get` answers what a new unit of work's `bookings.get` answers; None for an unknown id."""
     write = new(make_booking(16, seat_ids=[4, 2]), count=1)

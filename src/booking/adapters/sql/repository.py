@@ -418,16 +418,7 @@ class SqlAuditLog:
         with database_errors("write audit"):
             driver = await self._uow.driver(write=True)
             if driver is not None:
-                await driver.execute(
-                    _PG_AUDIT,
-                    entry.booking_id,
-                    entry.actor,
-                    aware(entry.at),
-                    entry.from_status.value if entry.from_status else None,
-                    entry.to_status.value,
-                    entry.reason,
-                    entry.refund_required,
-                )
+                await driver.execute(_PG_AUDIT, *_audit_values(entry))
                 return
             await self._uow.connection.execute(
                 insert(audit_log).values(
@@ -494,15 +485,19 @@ async def write_plain(driver: Any, write: BookingWrite) -> None:
     query names the seats taken."""
     booking = write.booking
     outbox = bool(write.messages)
-    audit = _audit_arrays(write.audit)
-    tail = (*_outbox_arrays(write.messages), *audit) if outbox else audit
+    entry = write.audit
+    variant = (outbox, entry is not None)
+    tail = (
+        *(_outbox_arrays(write.messages) if outbox else ()),
+        *(_audit_values(entry) if entry is not None else ()),
+    )
     try:
         if write.expected_version is None:
-            await driver.execute(_PG_WRITE_NEW[outbox], *_new_booking_args(booking), *tail)
+            await driver.execute(_PG_WRITE_NEW[variant], *_new_booking_args(booking), *tail)
             return
         live = booking.status.is_live
         saved = await driver.fetchval(
-            _PG_WRITE_SAVED[outbox],
+            _PG_WRITE_SAVED[variant],
             booking.booking_id,
             write.expected_version,
             *_mutable_args(booking),
@@ -542,17 +537,16 @@ def _outbox_arrays(messages: Sequence[OutboxMessage]) -> tuple[list[Any], ...]:
     )
 
 
-def _audit_arrays(entry: AuditEntry | None) -> tuple[list[Any], ...]:
-    """The audit row (none or one) as one array per column of `_PG_WRITE_AUDIT`'s unnest."""
-    entries = [] if entry is None else [entry]
+def _audit_values(entry: AuditEntry) -> tuple[Any, ...]:
+    """The audit row's columns, in the order of `_PG_AUDIT` and of the audit CTE's SELECT."""
     return (
-        [e.booking_id for e in entries],
-        [e.actor for e in entries],
-        [aware(e.at) for e in entries],
-        [e.from_status.value if e.from_status else None for e in entries],
-        [e.to_status.value for e in entries],
-        [e.reason for e in entries],
-        [e.refund_required for e in entries],
+        entry.booking_id,
+        entry.actor,
+        aware(entry.at),
+        entry.from_status.value if entry.from_status else None,
+        entry.to_status.value,
+        entry.reason,
+        entry.refund_required,
     )
 
 
@@ -646,16 +640,19 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 _LIVE_CLAIM_INDEX = "uq_booking_seats_live_claim"
 
 
-def _one_statement_write(head: str, *, guard: str, first: int, answer: str, outbox: bool) -> str:
-    """`head` (the booking's own CTEs), then the outbox (with `outbox`) and audit CTEs, then
-    `answer`.
+def _one_statement_write(
+    head: str, *, guard: str, first: int, answer: str, outbox: bool, audit: bool
+) -> str:
+    """`head` (the booking's own CTEs), then the outbox (with `outbox`) and audit (with `audit`)
+    CTEs, then `answer`.
 
-    The outbox and audit rows go in only if the booking's own write (CTE `guard`) did; their
-    arrays are parameters `first` onwards (the audit's first without `outbox`). Most writes
-    carry no outbox row (a create, the attach of its checkout): their variant has no outbox
-    CTE, which spares the database an INSERT into the outbox and its indexes that would write
-    nothing, and the client eleven empty arrays to encode. Built once at import from
-    constants: no value is ever part of the text."""
+    The outbox and audit rows go in only if the booking's own write (CTE `guard`) did. The
+    outbox rows are one array per column, parameters `first` onwards; the audit row (a write
+    has none or one) is seven plain parameters after them. Most writes carry no outbox row (a
+    create, the attach of its checkout): their variant has no outbox CTE, which spares the
+    database an INSERT into the outbox and its indexes that would write nothing, and the client
+    eleven empty arrays to encode. Built once at import from constants: no value is ever part
+    of the text."""
     o = [f"${i}" for i in range(first, first + 11)]
     audit_first = first + 11 if outbox else first
     a = [f"${i}" for i in range(audit_first, audit_first + 7)]
@@ -673,34 +670,39 @@ def _one_statement_write(head: str, *, guard: str, first: int, answer: str, outb
     -- The relay keeps each booking's order by `seq`: rows go in as listed.
     ORDER BY m.ord
 )"""  # noqa: S608
-    return f"""{head}{outbox_cte if outbox else ""}
+    audit_cte = f"""
 , a AS (
     INSERT INTO audit_log (booking_id, actor, at, from_status, to_status, reason,
         refund_required)
-    SELECT e.booking_id, e.actor, e.at, e.from_status, e.to_status, e.reason, e.refund_required
-    FROM {guard}, unnest({a[0]}::bigint[], {a[1]}::text[], {a[2]}::timestamptz[],
-        {a[3]}::text[], {a[4]}::text[], {a[5]}::text[], {a[6]}::boolean[])
-        AS e (booking_id, actor, at, from_status, to_status, reason, refund_required)
-)
-{answer}"""  # noqa: S608
+    SELECT {a[0]}::bigint, {a[1]}::text, {a[2]}::timestamptz, {a[3]}::text, {a[4]}::text,
+        {a[5]}::text, {a[6]}::boolean
+    FROM {guard}
+)"""  # noqa: S608
+    return f"""{head}{outbox_cte if outbox else ""}{audit_cte if audit else ""}
+{answer}"""
+
+
+# Each statement comes in four variants, keyed by (outbox rows?, audit row?).
+_VARIANTS = [(outbox, audit) for outbox in (False, True) for audit in (False, True)]
 
 
 # A new booking: no ON CONFLICT, so a taken id or a live claim aborts the whole statement.
 # Keyed by whether the write carries outbox rows.
 _PG_WRITE_NEW = {
-    outbox: _one_statement_write(
+    (outbox, audit): _one_statement_write(
         _new_booking_ctes(skip_conflicts=False),
         guard="b",
         first=22,
         answer="SELECT 1",
         outbox=outbox,
+        audit=audit,
     )
-    for outbox in (False, True)
+    for outbox, audit in _VARIANTS
 }
 # A save on the expected version; its seats' claims follow the new status where asked ($11:
 # claimed or not, $12: whether to touch them), and a re-claim of a taken seat aborts it all.
 _PG_WRITE_SAVED = {
-    outbox: _one_statement_write(
+    (outbox, audit): _one_statement_write(
         """
 WITH v AS (
     UPDATE bookings SET status = $3, failure_reason = $4, payment_session_id = $5,
@@ -716,8 +718,9 @@ WITH v AS (
         first=13,
         answer="SELECT EXISTS (SELECT FROM v)",
         outbox=outbox,
+        audit=audit,
     )
-    for outbox in (False, True)
+    for outbox, audit in _VARIANTS
 }
 _PG_CLAIMED_ELSEWHERE = """
 SELECT ARRAY(SELECT seat_id FROM booking_seats
