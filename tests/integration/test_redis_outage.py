@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
@@ -162,6 +163,35 @@ async def test_a_call_cut_by_its_timeout_leaves_no_late_answer_behind(
         assert (await lock.acquire(1, [2], "booking:3", TTL)).acquired
         assert await lock.holders(1, [1, 2]) == {1: "booking:1", 2: "booking:3"}
         assert await lock.release(1, [2], "booking:3") == 1
+    finally:
+        await client.aclose()
+
+
+async def test_concurrent_holds_on_a_frozen_redis_fail_within_the_call_timeout(
+    private_redis: RedisServer,
+) -> None:
+    """Holds asked for together against a frozen server: the first on its own connection, the
+    rest in one batch. Each fails within about the call timeout, the batch's by its own
+    deadline (a batched hold has no timer of its own), and holds work again once it thaws."""
+    client = create_redis_client(private_redis.url)
+    lock = RedisSeatLock(client, call_timeout=0.3, failure_threshold=100)
+    try:
+        assert (await lock.acquire(2, [1], "warm", TTL)).acquired
+        private_redis.pause()
+        started = time.monotonic()
+        try:
+            outcomes = await asyncio.gather(
+                *[lock.acquire(2, [s], f"booking:{s}", TTL) for s in range(10, 20)],
+                return_exceptions=True,
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            private_redis.resume()
+        assert all(isinstance(o, SeatLockUnavailable) for o in outcomes), outcomes
+        assert {type(o.__cause__) for o in outcomes} <= {TimeoutError, RedisTimeoutError}
+        assert elapsed < 1.0
+        assert (await lock.acquire(2, [30], "after", TTL)).acquired
+        assert await lock.holders(2, [1, 30]) == {1: "warm", 30: "after"}
     finally:
         await client.aclose()
 

@@ -165,7 +165,7 @@ class RedisSeatLock:
             return HoldOutcome(acquired=True)
         keys = [self.key(show_id, s) for s in seats]
         reply: int | bytes | str = await self._call(
-            "acquire", lambda: self._script(self._acquire, keys, owner, ttl_ms)
+            "acquire", lambda: self._script(self._acquire, keys, owner, ttl_ms), timed=False
         )
         if isinstance(reply, int):
             return HoldOutcome(acquired=True)  # 0: every seat was set
@@ -178,7 +178,9 @@ class RedisSeatLock:
         if not seats:
             return 0
         keys = [self.key(show_id, s) for s in seats]
-        removed: int = await self._call("release", lambda: self._script(self._release, keys, owner))
+        removed: int = await self._call(
+            "release", lambda: self._script(self._release, keys, owner), timed=False
+        )
         return int(removed)
 
     async def extend(
@@ -190,7 +192,7 @@ class RedisSeatLock:
             return True
         keys = [self.key(show_id, s) for s in seats]
         held_all: int = await self._call(
-            "extend", lambda: self._script(self._extend, keys, owner, ttl_ms)
+            "extend", lambda: self._script(self._extend, keys, owner, ttl_ms), timed=False
         )
         return bool(held_all)
 
@@ -218,16 +220,21 @@ class RedisSeatLock:
         every script is safe to run twice.
 
         While another script is on its way, this one joins the batch of this event loop turn
-        (`ScriptBatches`); should the batch fail, or Redis not know the script, it is sent on a
-        connection of its own as above."""
+        (`ScriptBatches`), whose deadline bounds the wait: a batch with no reply in time fails
+        the call. Should the batch fail otherwise, or Redis not know the script, it is sent on
+        a connection of its own as above, within what is left of `call_timeout` since the
+        call began. Only that path needs a timer of its own."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
         self._in_flight += 1
         try:
             if self._in_flight > 1:  # another script is on its way
                 try:
                     return await self._batches.run(_evalsha_command(script.sha, keys, args))
-                except (NoScriptError, RedisConnectionError, RedisTimeoutError):
+                except (NoScriptError, RedisConnectionError):
                     pass
-            return await self._alone(script, keys, args)
+            async with asyncio.timeout_at(deadline):
+                return await self._alone(script, keys, args)
         finally:
             self._in_flight -= 1
 
@@ -251,12 +258,19 @@ class RedisSeatLock:
                 await pool.release(connection)
         raise AssertionError("unreachable")
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self, operation: str, call: Callable[[], Awaitable[T]], *, timed: bool = True
+    ) -> T:
+        """`call` through the circuit breaker, bounded by `call_timeout` (`timed`), or by
+        itself (`_script` does: a batched script is bounded by its batch's deadline)."""
         attempt = self._breaker.attempt()
         if attempt is None:
             raise SeatLockUnavailable(f"redis seat lock degraded: {operation} not attempted")
         try:
-            async with asyncio.timeout(self._timeout):
+            if timed:
+                async with asyncio.timeout(self._timeout):
+                    result = await call()
+            else:
                 result = await call()
         except (RedisError, OSError, TimeoutError) as exc:
             attempt.failed()
@@ -331,8 +345,8 @@ class ScriptBatches:
                         if not future.done():
                             future.set_result(reply)
         except BaseException as exc:
+            _fail(batch, exc)  # before the disconnect: the callers wait on nothing more
             await connection.disconnect()
-            _fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
         finally:
