@@ -300,7 +300,7 @@ class ScriptBatches:
     An error reply (NOSCRIPT) fails only its own script. A batch whose connection fails, or
     that gets no reply within `timeout`, fails every script still waiting with
     ConnectionError or TimeoutError, and the connection is dropped; a caller that gave up
-    meanwhile (its own timeout) is skipped, its reply read and discarded, so the connection
+    meanwhile (its request cancelled) is skipped, its reply read and discarded, so the connection
     stays in step."""
 
     def __init__(self, pool: ConnectionPool, timeout: float) -> None:

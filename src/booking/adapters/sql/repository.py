@@ -687,7 +687,6 @@ _VARIANTS = [(outbox, audit) for outbox in (False, True) for audit in (False, Tr
 
 
 # A new booking: no ON CONFLICT, so a taken id or a live claim aborts the whole statement.
-# Keyed by whether the write carries outbox rows.
 _PG_WRITE_NEW = {
     (outbox, audit): _one_statement_write(
         _new_booking_ctes(skip_conflicts=False),
